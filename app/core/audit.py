@@ -1,0 +1,118 @@
+"""The one audit writer: every change appends a hash-chained row in its own transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.context import request_id_var
+from app.core.db import utcnow
+from app.core.scope import Actor
+from app.models.audit import AuditChainHead, AuditLog
+
+GENESIS_HASH = "0" * 64
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def snapshot(obj: Any, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """The columns of a row as JSON-safe values (personal data columns must be excluded by the caller)."""
+    skip = set(exclude)
+    return {
+        col.key: jsonable(getattr(obj, col.key))
+        for col in obj.__table__.columns
+        if col.key not in skip
+    }
+
+
+def row_digest(prev_hash: str, fields: dict[str, Any]) -> str:
+    payload = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256((prev_hash + payload).encode()).hexdigest()
+
+
+def hashed_fields(row: AuditLog) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": jsonable(row.at),
+        "user_id": row.user_id,
+        "username": row.username,
+        "role": row.role,
+        "actor_org_id": row.actor_org_id,
+        "org_id": row.org_id,
+        "action": row.action,
+        "entity": row.entity,
+        "entity_id": row.entity_id,
+        "before": row.before,
+        "after": row.after,
+        "request_id": row.request_id,
+    }
+
+
+def record(
+    session: Session,
+    *,
+    actor: Actor,
+    action: str,
+    entity: str,
+    entity_id: object | None,
+    org_id: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditLog:
+    """Append one audit row. Call after the change is flushed, in the same session."""
+    head = session.scalar(select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update())
+    if head is None:
+        head = AuditChainHead(id=1, last_id=0, last_hash=GENESIS_HASH)
+        session.add(head)
+        session.flush()
+    row = AuditLog(
+        id=head.last_id + 1,
+        at=utcnow(),
+        user_id=actor.user_id,
+        username=actor.username,
+        role=actor.role,
+        actor_org_id=actor.org_id,
+        org_id=org_id,
+        action=action,
+        entity=entity,
+        entity_id=None if entity_id is None else str(entity_id),
+        before=jsonable(before) if before is not None else None,
+        after=jsonable(after) if after is not None else None,
+        request_id=request_id_var.get(),
+        prev_hash=head.last_hash,
+        hash="",
+    )
+    row.hash = row_digest(row.prev_hash, hashed_fields(row))
+    head.last_id = row.id
+    head.last_hash = row.hash
+    session.add(row)
+    session.flush()
+    return row
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Only the fields that differ, for compact update rows."""
+    keys = [k for k in after if before.get(k) != after.get(k)]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}

@@ -1,0 +1,54 @@
+"""Settings from the environment (and an optional `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///data/partyrecords.db"
+    secret_key: str = DEFAULT_SECRET
+    # Separate key for personal data at rest; derived from secret_key when empty.
+    data_key: str = ""
+    access_token_minutes: int = Field(default=15, ge=1, le=15)
+    refresh_token_days: int = Field(default=14, ge=1, le=90)
+    token_issuer: str = "partyrecords"
+    token_audience: str = "partyrecords-api"
+    login_max_failures: int = 5
+    login_window_minutes: int = 15
+    problem_escalation_days: int = 30
+    docs_enabled: bool = True
+    cors_origins: list[str] = []
+    db_pool_size: int = 20
+    log_level: str = "INFO"
+    max_body_bytes: int = 1024 * 1024
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            problems = []
+            if self.secret_key == DEFAULT_SECRET or len(self.secret_key.encode()) < 32:
+                problems.append("SECRET_KEY must be set to at least 32 bytes")
+            if self.database_url.startswith("sqlite"):
+                problems.append("DATABASE_URL must point at PostgreSQL")
+            if problems:
+                raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

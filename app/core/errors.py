@@ -1,0 +1,192 @@
+"""The one error type and its RFC 9457 rendering."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("app.errors")
+
+PROBLEM_BASE = "https://partyrecords.example.gov.cn/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_TITLES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthenticated", "Authentication required"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    406: ("not_acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    412: ("precondition_failed", "Precondition failed"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("validation_error", "Invalid input"),
+    428: ("precondition_required", "Precondition required"),
+    429: ("too_many_requests", "Too many requests"),
+    500: ("internal_error", "Internal server error"),
+    503: ("service_unavailable", "Service unavailable"),
+}
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every 4xx and 5xx answers."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ProblemError(Exception):
+    """Raise anywhere (services included) to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str | None = None,
+        detail: str | None = None,
+        *,
+        title: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        default_code, default_title = _TITLES.get(status, ("error", "Error"))
+        self.status = status
+        self.code = code or default_code
+        self.title = title or (default_title if code is None else code.replace("_", " ").capitalize())
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+        super().__init__(detail or self.title)
+
+
+def not_found(entity: str, entity_id: object) -> ProblemError:
+    return ProblemError(404, "not_found", f"{entity} {entity_id} does not exist or is outside your scope.")
+
+
+def conflict(code: str, detail: str) -> ProblemError:
+    return ProblemError(409, code, detail)
+
+
+def invalid(loc: list[str | int], msg: str, detail: str | None = None) -> ProblemError:
+    """A 422 naming the offending field, for rules pydantic cannot check alone."""
+    return ProblemError(422, "validation_error", detail or msg, errors=[{"loc": loc, "msg": msg}])
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code.replace("_", "-"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": request.url.path,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _clean_loc(loc: Any) -> list[str | int]:
+    return [p if isinstance(p, int) else str(p) for p in loc]
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid"))
+        out.append({"loc": _clean_loc(err.get("loc", ())), "msg": msg, "type": err.get("type")})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(
+            request, exc.status, exc.code, exc.title, exc.detail, exc.errors, exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else None
+        detail = (
+            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "Invalid input"
+        )
+        return problem_response(request, 422, "validation_error", "Invalid input", detail, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, title = _TITLES.get(exc.status_code, ("error", "Error"))
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        return problem_response(
+            request, exc.status_code, code, title, detail, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        # A constraint the service did not pre-check (usually a race): a conflict, never a 500.
+        log.warning("integrity error", extra={"error": type(exc.orig).__name__})
+        return problem_response(
+            request, 409, "conflict", "Conflict",
+            "The change conflicts with the current state of the records (a duplicate or a concurrent change).",
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeoutError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable", extra={"error": type(exc).__name__})
+        return problem_response(
+            request, 503, "database_unavailable", "Service unavailable",
+            "The database is not reachable; try again shortly.", headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await _unavailable(request, exc)
+        log.exception("database error")
+        return problem_response(request, 500, "internal_error", "Internal server error", None)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem_response(request, 500, "internal_error", "Internal server error", None)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries declaring problem documents for these statuses."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        _, title = _TITLES.get(status, ("error", "Error"))
+        out[status] = {
+            "description": title,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    return out

@@ -1,0 +1,55 @@
+"""The one permission table: role → permissions. Routes ask for a permission, never a role."""
+
+from __future__ import annotations
+
+from app.core.enums import LabeledEnum
+
+
+class Role(LabeledEnum):
+    city_admin = "city_admin", "市级管理员", "City administrator"
+    township_admin = "township_admin", "乡镇(街道)管理员", "Township administrator"
+    village_admin = "village_admin", "村(社区)管理员", "Village administrator"
+    auditor = "auditor", "审计员", "Auditor"
+
+
+# Rank decides who may grant which role: nobody grants a role above their own.
+ROLE_RANK: dict[Role, int] = {
+    Role.city_admin: 3,
+    Role.auditor: 3,
+    Role.township_admin: 2,
+    Role.village_admin: 1,
+}
+
+
+class Permission(LabeledEnum):
+    org_read = "org_read", "查看组织", "Read organisations"
+    org_write = "org_write", "维护组织", "Manage organisations"
+    people_read = "people_read", "查看人员", "Read people"
+    people_write = "people_write", "维护人员", "Manage people and positions"
+    pii_read = "pii_read", "查看个人敏感信息", "Read unmasked personal data"
+    users_read = "users_read", "查看账号", "Read user accounts"
+    users_manage = "users_manage", "管理账号", "Manage user accounts"
+    audit_read = "audit_read", "查看审计日志", "Read the audit log"
+
+
+P = Permission
+
+_READ = {P.org_read, P.people_read, P.users_read}
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.city_admin: frozenset(
+        _READ | {P.org_write, P.people_write, P.pii_read, P.users_manage, P.audit_read}
+    ),
+    Role.township_admin: frozenset(_READ | {P.org_write, P.people_write, P.users_manage}),
+    Role.village_admin: frozenset({P.org_read, P.people_read, P.people_write}),
+    # Auditors read everything, personal data included (each unmasked read is audited),
+    # and change nothing.
+    Role.auditor: frozenset(_READ | {P.pii_read, P.audit_read}),
+}
+
+
+def permissions_for(role: str) -> frozenset[Permission]:
+    try:
+        return ROLE_PERMISSIONS[Role(role)]
+    except ValueError:
+        return frozenset()

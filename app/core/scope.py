@@ -1,0 +1,93 @@
+"""The one scope filter: a user sees the subtree of their organisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy.orm import Session
+
+from app.core.errors import ProblemError, not_found
+from app.core.permissions import Permission, permissions_for
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a user (or, with user_id None, the system itself)."""
+
+    user_id: int | None
+    username: str
+    role: str
+    org_id: int | None
+    org_path: str  # materialised path of the scope root, e.g. "/1/5/"
+    permissions: frozenset[Permission] = field(default_factory=frozenset)
+
+    @property
+    def sees_everything(self) -> bool:
+        return self.org_path.count("/") == 2  # the root of the tree: the city
+
+    def can(self, permission: Permission) -> bool:
+        return permission in self.permissions
+
+    def covers(self, path: str) -> bool:
+        """The organisation at `path` is inside this actor's subtree (itself included)."""
+        return path.startswith(self.org_path)
+
+    def strictly_covers(self, path: str) -> bool:
+        """The organisation at `path` is below this actor's own organisation: the level above."""
+        return path.startswith(self.org_path) and path != self.org_path
+
+    @classmethod
+    def system(cls) -> Actor:
+        from app.core.permissions import Role
+
+        return cls(None, "system", "system", None, "/", frozenset(permissions_for(Role.city_admin)))
+
+
+def in_subtree(path_column: Any, prefix: str) -> ColumnElement[bool]:
+    # Paths hold only digits and "/", so the prefix needs no LIKE escaping.
+    return path_column.like(prefix + "%")
+
+
+def subtree_org_ids(prefix: str) -> Select[Any]:
+    from app.models.organizations import Organization
+
+    return select(Organization.id).where(in_subtree(Organization.path, prefix))
+
+
+def scoped(stmt: Select[Any], org_id_column: Any, actor: Actor) -> Select[Any]:
+    """Limit `stmt` to rows whose organisation is in the actor's subtree."""
+    if actor.org_path == "/" or actor.sees_everything:
+        return stmt
+    return stmt.where(org_id_column.in_(subtree_org_ids(actor.org_path)))
+
+
+def within(stmt: Select[Any], org_id_column: Any, org_path: str, *, subtree: bool, org_id: int) -> Select[Any]:
+    """The `org_id` (+ `subtree`) list filter of API.md."""
+    if subtree:
+        return stmt.where(org_id_column.in_(subtree_org_ids(org_path)))
+    return stmt.where(org_id_column == org_id)
+
+
+def org_path_of(session: Session, org_id: int) -> str | None:
+    from app.models.organizations import Organization
+
+    return session.scalar(select(Organization.path).where(Organization.id == org_id))
+
+
+def require_org_in_scope(session: Session, actor: Actor, org_id: int) -> str:
+    """Return the organisation's path, or 404 when it is absent or outside the actor's scope."""
+    path = org_path_of(session, org_id)
+    if path is None or not actor.covers(path):
+        raise not_found("Organization", org_id)
+    return path
+
+
+def require_level_above(actor: Actor, path: str, what: str) -> None:
+    """Only a user whose scope strictly contains the organisation may do this (403)."""
+    if not actor.strictly_covers(path):
+        raise ProblemError(
+            403, "level_above_required",
+            f"Only the level above the organisation may {what}.",
+        )

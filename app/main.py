@@ -1,0 +1,65 @@
+"""create_app(): routers, middleware, exception handlers; nothing else."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import models  # noqa: F401  (every table registered)
+from app.core.config import get_settings
+from app.core.errors import Problem, install_error_handlers
+from app.core.observability import ObservabilityMiddleware, configure_logging
+from app.routers import ROUTERS
+
+DESCRIPTION = """Records of a city's grassroots Party organisations: the organisation tree, its people,
+the three lists, standardisation audits, funds and subsidies, duty posts, evaluations and training.
+
+Every error is an RFC 9457 problem document (`application/problem+json`) with a stable `code`.
+Log in with `POST /api/v1/auth/token` (or the Authorize button) and send `Authorization: Bearer …`."""
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="Grassroots Party organisation records",
+        version="1.0.0",
+        description=DESCRIPTION,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+            allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "Accept-Language"],
+            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(ObservabilityMiddleware, max_body_bytes=settings.max_body_bytes)
+    _register_problem_schema(app)
+    return app
+
+
+def _register_problem_schema(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        from pydantic.json_schema import models_json_schema
+
+        _, defs = models_json_schema([(Problem, "validation")], ref_template="#/components/schemas/{model}")
+        components.update(defs.get("$defs", {}))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+app = create_app()

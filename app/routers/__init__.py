@@ -1,0 +1,12 @@
+"""Every router, in the order they appear in the OpenAPI document. One line per area."""
+
+from fastapi import APIRouter
+
+from app.routers import accounts, meta, organizations
+
+ROUTERS: list[APIRouter] = [
+    meta.router,
+    accounts.auth,
+    accounts.users,
+    organizations.router,
+]

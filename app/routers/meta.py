@@ -1,0 +1,58 @@
+"""Health, readiness, metrics and the enum labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from app.core.db import get_engine
+from app.core.enums import describe_all
+from app.core.errors import problem_response, problem_responses
+from app.core.observability import REGISTRY
+from app.deps import CurrentUser
+
+router = APIRouter(tags=["meta"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class EnumValue(BaseModel):
+    value: str
+    zh: str
+    en: str
+
+
+@router.get("/healthz", response_model=Health, operation_id="meta_healthz", summary="The process is up")
+def healthz() -> Any:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Health, operation_id="meta_readyz", summary="The database is reachable",
+            responses=problem_responses(503))
+def readyz(request: Request) -> Any:
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception:
+        return problem_response(request, 503, "database_unavailable", "Service unavailable",
+                                "The database is not reachable.", headers={"Retry-After": "5"})
+    return {"status": "ready"}
+
+
+@router.get("/metrics", operation_id="meta_metrics", summary="Prometheus metrics",
+            response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v1/meta/enums", response_model=dict[str, list[EnumValue]], operation_id="meta_enums",
+            summary="Every enum with its values and Chinese and English labels",
+            responses=problem_responses(401))
+def enums(actor: CurrentUser) -> Any:
+    return describe_all()
