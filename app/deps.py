@@ -16,6 +16,7 @@ from app.core.permissions import Permission, permissions_for
 from app.core.scope import Actor
 from app.core.security import TokenError, decode_token
 from app.models.accounts import User
+from app.models.common import MAX_ID
 from app.models.organizations import Organization
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -104,6 +105,6 @@ UsersManage = Annotated[Actor, _needs(P.users_manage)]
 AuditRead = Annotated[Actor, _needs(P.audit_read)]
 
 # Ids fit PostgreSQL's INTEGER: larger ones are 422, never a database error.
-MAX_ID = 2_147_483_647
+
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="The record's id")]
 OptionalIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]

@@ -9,7 +9,7 @@ from sqlmodel import Field, SQLModel
 
 from app.core.db import UTCDateTime
 from app.core.permissions import Permission, Role
-from app.models.common import CreateModel, UpdateModel, created_at_field, enum_field, updated_at_field
+from app.models.common import CreateModel, UpdateModel, created_at_field, enum_field, id_field, updated_at_field
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]{3,50}$"
 
@@ -75,7 +75,7 @@ class UserCreate(CreateModel):
     full_name: str | None = Field(default=None, min_length=1, max_length=50)
     password: str = Field(min_length=10, max_length=128)
     role: Role
-    org_id: int
+    org_id: int = id_field()
 
 
 class UserUpdate(UpdateModel):
@@ -90,7 +90,7 @@ class UserPublic(SQLModel):
     username: str
     full_name: str | None
     role: Role
-    org_id: int
+    org_id: int = id_field()
     is_active: bool
     created_at: dt.datetime
 

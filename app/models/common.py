@@ -47,3 +47,12 @@ def date_in_range(value: dt.date | None) -> dt.date | None:
     if value is not None and not (dt.date(1900, 1, 1) <= value <= dt.date(2100, 12, 31)):
         raise ValueError("date must be between 1900-01-01 and 2100-12-31")
     return value
+
+
+# Ids fit PostgreSQL's INTEGER; anything larger is a 422, never a database error.
+MAX_ID = 2_147_483_647
+
+
+def id_field(**kw: Any) -> Any:
+    """A reference to another record in a request body."""
+    return Field(ge=1, le=MAX_ID, **kw)

@@ -15,6 +15,7 @@ from app.models.common import (
     created_at_field,
     date_in_range,
     enum_field,
+    id_field,
     updated_at_field,
     version_column,
 )
@@ -94,7 +95,7 @@ class Organization(OrganizationBase, table=True):
 
 
 class OrganizationCreate(CreateModel):
-    parent_id: int | None = None
+    parent_id: int | None = id_field(default=None)
     level: OrgLevel
     domain: OrgDomain
     name: str = Field(min_length=1, max_length=100)
@@ -120,7 +121,7 @@ class OrganizationUpdate(UpdateModel):
 
 
 class OrganizationMove(CreateModel):
-    parent_id: int
+    parent_id: int = id_field()
     code: str | None = Field(
         default=None, regex=r"^\d{6,20}$",
         description="New division code, required when the old one does not extend the new parent's.",

@@ -14,6 +14,7 @@ from app.models.common import (
     created_at_field,
     date_in_range,
     enum_field,
+    id_field,
     updated_at_field,
     version_column,
 )
@@ -128,7 +129,7 @@ class _PersonFields(SQLModel):
 
 
 class PersonCreate(_PersonFields, CreateModel):
-    org_id: int
+    org_id: int = id_field()
     name: str = Field(min_length=1, max_length=50)
     gender: Gender
     member_status: MemberStatus
@@ -177,8 +178,8 @@ class Position(SQLModel, table=True):
 
 
 class PositionCreate(CreateModel):
-    person_id: int
-    org_id: int
+    person_id: int = id_field()
+    org_id: int = id_field()
     title: PositionTitle
     started_on: dt.date
     ended_on: dt.date | None = None
