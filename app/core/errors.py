@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -166,6 +166,13 @@ def install_error_handlers(app: FastAPI) -> None:
             request, 503, "database_unavailable", "Service unavailable",
             "The database is not reachable; try again shortly.", headers={"Retry-After": "5"},
         )
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold that validation let through: the client's input, not a crash.
+        log.warning("data error", extra={"error": type(exc.orig).__name__})
+        return problem_response(request, 422, "validation_error", "Invalid input",
+                                "A value is out of the range or character set the records can hold.")
 
     @app.exception_handler(DBAPIError)
     async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:

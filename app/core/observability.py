@@ -84,6 +84,12 @@ class ObservabilityMiddleware:
         authenticated = any(k == b"authorization" for k, _ in scope["headers"])
         limit = self.max_body_bytes
 
+        if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
+            await _send_problem(scope, send, request_id, 422, "validation_error", "Invalid input",
+                                "NUL characters are not allowed in the URL.")
+            request_id_var.reset(token)
+            return
+
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _send_too_large(scope, send, request_id)
@@ -131,13 +137,18 @@ class ObservabilityMiddleware:
 
 
 async def _send_too_large(scope: Scope, send: Send, request_id: str) -> None:
+    await _send_problem(scope, send, request_id, 413, "payload_too_large", "Payload too large",
+                        "The request body is larger than the 1 MiB the service accepts.")
+
+
+async def _send_problem(scope: Scope, send: Send, request_id: str, status: int, code: str, title: str,
+                        detail: str) -> None:
+    """A problem document from below the framework (before routing)."""
     body = json.dumps({
-        "type": "https://partyrecords.example.gov.cn/problems/payload-too-large",
-        "title": "Payload too large", "status": 413, "code": "payload_too_large",
-        "detail": "The request body is larger than the 1 MiB the service accepts.",
-        "instance": scope.get("path"),
+        "type": "https://partyrecords.example.gov.cn/problems/" + code.replace("_", "-"),
+        "title": title, "status": status, "code": code, "detail": detail, "instance": scope.get("path"),
     }).encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [
+    await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()), *SECURITY_HEADERS,
     ]})

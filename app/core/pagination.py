@@ -28,11 +28,6 @@ class Page(BaseModel, Generic[T]):
     limit: int
     offset: int
 
-    @classmethod
-    def model_parametrized_name(cls, params: tuple[type[Any], ...]) -> str:
-        # "OrganizationPublicPage", not "Page_OrganizationPublic_", in the contract and generated clients.
-        return f"{params[0].__name__}Page"
-
 
 class PageParams(BaseModel):
     limit: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, model_validator
 from sqlalchemy import Column, Integer, String
 from sqlmodel import Field, SQLModel
 
@@ -33,14 +33,32 @@ def version_column() -> Any:
     return Field(default=1, sa_column=Column(Integer, nullable=False, default=1))
 
 
-class UpdateModel(SQLModel):
-    """Base for PATCH bodies: every field optional, unknown fields rejected."""
-
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+def _reject_nul(value: Any, loc: str = "body") -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{loc}: NUL characters are not allowed in text")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _reject_nul(v, str(k))
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _reject_nul(v, loc)
 
 
 class CreateModel(SQLModel):
+    """Base for request bodies: unknown fields rejected, no NUL characters in any text."""
+
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        _reject_nul(data)
+        return data
+
+
+class UpdateModel(CreateModel):
+    """Base for PATCH bodies: every field optional, unknown fields rejected."""
 
 
 def date_in_range(value: dt.date | None) -> dt.date | None:
