@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pydantic import field_validator, model_validator
+from sqlalchemy import CheckConstraint
 from sqlmodel import Field, SQLModel
 
 from app.core.enums import LabeledEnum
@@ -100,6 +101,8 @@ class Person(SQLModel, table=True):
     member_status: MemberStatus = enum_field(index=True)
     joined_party_on: dt.date | None = None
     status: PersonStatus = enum_field(PersonStatus.active, index=True)
+    # The day the person left the roll (transferred out, died, removed); None while active.
+    left_on: dt.date | None = None
     version: int = version_column()
     created_at: dt.datetime = created_at_field()
     updated_at: dt.datetime = updated_at_field()
@@ -144,7 +147,38 @@ class PersonCreate(_PersonFields, CreateModel):
 
 
 class PersonUpdate(_PersonFields, UpdateModel):
+    org_id: int | None = id_field(default=None, description="Transfer to another organisation in your scope")
     status: PersonStatus | None = None
+    left_on: dt.date | None = Field(
+        default=None,
+        description="With a status other than active: the day the person left (default today); "
+        "their positions held after that day end on it",
+    )
+
+    _left = field_validator("left_on")(date_in_range)
+
+
+class PersonLookup(CreateModel):
+    """Exact lookup by ID number or phone, sent in the body so it never appears in a URL."""
+
+    id_number: str | None = Field(default=None, max_length=18)
+    phone: str | None = Field(default=None, max_length=20)
+
+    @field_validator("id_number")
+    @classmethod
+    def _id(cls, v: str | None) -> str | None:
+        return None if v is None else validate_id_number(v)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        return None if v is None else validate_phone(v)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PersonLookup:
+        if (self.id_number is None) == (self.phone is None):
+            raise ValueError("send exactly one of id_number and phone")
+        return self
 
 
 class PersonPublic(SQLModel):
@@ -153,12 +187,16 @@ class PersonPublic(SQLModel):
     name: str
     gender: Gender
     ethnicity: str | None
-    birth_date: dt.date | None
-    id_number: str | None = Field(description="Masked unless the caller holds pii_read")
-    phone: str | None = Field(description="Masked unless the caller holds pii_read")
+    birth_year: int | None
+    birth_date: dt.date | None = Field(
+        description="Null unless the caller holds pii_read: with the masked ID number it would give the whole number"
+    )
+    id_number: str | None = Field(description="Masked (513301********1234) unless the caller holds pii_read")
+    phone: str | None = Field(description="Masked (138****5678) unless the caller holds pii_read")
     member_status: MemberStatus
     joined_party_on: dt.date | None
     status: PersonStatus
+    left_on: dt.date | None
     version: int
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -166,6 +204,9 @@ class PersonPublic(SQLModel):
 
 class Position(SQLModel, table=True):
     __tablename__ = "position"
+    __table_args__ = (
+        CheckConstraint("ended_on IS NULL OR ended_on >= started_on", name="ended_after_started"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     person_id: int = Field(foreign_key="person.id", index=True)
@@ -212,5 +253,5 @@ class PositionPublic(SQLModel):
 class ServiceYears(SQLModel):
     person_id: int
     as_of: dt.date
-    days: int
+    days: int = Field(description="Days in any position up to as_of (both ends inclusive), overlaps counted once")
     years: int = Field(description="Completed years of service in any position, overlaps counted once")

@@ -103,6 +103,7 @@ def upgrade() -> None:
     sa.Column('member_status', sa.String(length=32), nullable=False),
     sa.Column('joined_party_on', sa.Date(), nullable=True),
     sa.Column('status', sa.String(length=32), nullable=False),
+    sa.Column('left_on', sa.Date(), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('created_at', app.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', app.core.db.UTCDateTime(timezone=True), nullable=False),
@@ -144,6 +145,7 @@ def upgrade() -> None:
     sa.Column('ended_on', sa.Date(), nullable=True),
     sa.Column('created_at', app.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', app.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('ended_on IS NULL OR ended_on >= started_on', name=op.f('ck_position_ended_after_started')),
     sa.ForeignKeyConstraint(['org_id'], ['organization.id'], name=op.f('fk_position_org_id_organization')),
     sa.ForeignKeyConstraint(['person_id'], ['person.id'], name=op.f('fk_position_person_id_person')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_position'))
