@@ -108,3 +108,10 @@ AuditRead = Annotated[Actor, _needs(P.audit_read)]
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="The record's id")]
 OptionalIdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+
+# standards
+StandardsRead = Annotated[Actor, _needs(P.standards_read)]
+StandardsManage = Annotated[Actor, _needs(P.standards_manage)]
+AuditsWrite = Annotated[Actor, _needs(P.audits_write)]
+VenuesWrite = Annotated[Actor, _needs(P.venues_write)]
+MeetingsWrite = Annotated[Actor, _needs(P.meetings_write)]

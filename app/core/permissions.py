@@ -30,6 +30,12 @@ class Permission(LabeledEnum):
     users_read = "users_read", "查看账号", "Read user accounts"
     users_manage = "users_manage", "管理账号", "Manage user accounts"
     audit_read = "audit_read", "查看审计日志", "Read the audit log"
+    # standards
+    standards_read = "standards_read", "查看标准化建设", "Read standards, audits, venues and meetings"
+    standards_manage = "standards_manage", "维护标准化目录", "Manage the standards catalogue and reference data"
+    audits_write = "audits_write", "开展标准化考评", "Make self-assessments and reviews"
+    venues_write = "venues_write", "维护阵地建设", "Record facilities and venue investments"
+    meetings_write = "meetings_write", "记录组织生活", "Record organisational-life meetings"
 
 
 P = Permission
@@ -46,6 +52,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # and change nothing.
     Role.auditor: frozenset(_READ | {P.pii_read, P.audit_read}),
 }
+
+
+# standards: the city keeps the catalogue; every level audits, records venues and meetings
+# (services enforce who may review whom); auditors read.
+_STANDARDS_WORK = {P.standards_read, P.audits_write, P.venues_write, P.meetings_write}
+ROLE_PERMISSIONS[Role.city_admin] |= _STANDARDS_WORK | {P.standards_manage}
+ROLE_PERMISSIONS[Role.township_admin] |= _STANDARDS_WORK
+ROLE_PERMISSIONS[Role.village_admin] |= _STANDARDS_WORK
+ROLE_PERMISSIONS[Role.auditor] |= {P.standards_read}
 
 
 def permissions_for(role: str) -> frozenset[Permission]:
