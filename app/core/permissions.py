@@ -36,6 +36,19 @@ class Permission(LabeledEnum):
     audits_write = "audits_write", "开展标准化考评", "Make self-assessments and reviews"
     venues_write = "venues_write", "维护阵地建设", "Record facilities and venue investments"
     meetings_write = "meetings_write", "记录组织生活", "Record organisational-life meetings"
+    # responsibilities
+    letters_read = "letters_read", "查看责任书", "Read responsibility letters"
+    letters_manage = "letters_manage", "管理责任书", "Draft, issue and score responsibility letters (level above)"
+    letters_sign_report = "letters_sign_report", "签订责任书并对单交账", "Sign own letters and report on their items"
+    lists_read = "lists_read", "查看月度清单", "Read monthly lists and task assignments"
+    lists_manage = "lists_manage", "管理月度清单", "Draft, issue and amend monthly lists (city)"
+    assignments_report = "assignments_report", "报告任务进展", "Report progress on own task assignments"
+    assignments_reopen = "assignments_reopen", "退回已完成任务", "Reopen a done assignment (level above)"
+    problems_read = "problems_read", "查看问题清单", "Read problems and quarterly inspections"
+    problems_write = "problems_write", "维护问题清单", "Open, edit and submit problems"
+    problems_verify = "problems_verify", "验收问题整改", "Verify or reject a rectification (level above)"
+    problems_escalate = "problems_escalate", "督办逾期问题", "Escalate overdue problems for on-site guidance (city)"
+    inspections_write = "inspections_write", "记录调研督导", "Record quarterly inspections (level above)"
 
 
 P = Permission
@@ -61,6 +74,22 @@ ROLE_PERMISSIONS[Role.city_admin] |= _STANDARDS_WORK | {P.standards_manage}
 ROLE_PERMISSIONS[Role.township_admin] |= _STANDARDS_WORK
 ROLE_PERMISSIONS[Role.village_admin] |= _STANDARDS_WORK
 ROLE_PERMISSIONS[Role.auditor] |= {P.standards_read}
+
+# responsibilities: the level above drafts, issues, scores and verifies; each organisation signs,
+# reports and rectifies its own; the city office runs the monthly lists and escalations.
+_RESPONSIBILITIES_READ = {P.letters_read, P.lists_read, P.problems_read}
+ROLE_PERMISSIONS[Role.city_admin] |= _RESPONSIBILITIES_READ | {
+    P.letters_manage, P.lists_manage, P.assignments_reopen, P.problems_write, P.problems_verify,
+    P.problems_escalate, P.inspections_write,
+}
+ROLE_PERMISSIONS[Role.township_admin] |= _RESPONSIBILITIES_READ | {
+    P.letters_manage, P.letters_sign_report, P.assignments_report, P.assignments_reopen, P.problems_write,
+    P.problems_verify, P.inspections_write,
+}
+ROLE_PERMISSIONS[Role.village_admin] |= _RESPONSIBILITIES_READ | {
+    P.letters_sign_report, P.assignments_report, P.problems_write,
+}
+ROLE_PERMISSIONS[Role.auditor] |= _RESPONSIBILITIES_READ
 
 
 def permissions_for(role: str) -> frozenset[Permission]:
