@@ -37,9 +37,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> int:
+    from app.core.config import get_settings
     from app.core.db import session_scope
     from app.demo import seed_demo
 
+    if get_settings().environment == "production" and not os.environ.get("DEMO_PASSWORD"):
+        print("refusing to seed demo users in production with the documented demo password: set DEMO_PASSWORD",
+              file=sys.stderr)
+        return 2
     with session_scope() as session:
         report = seed_demo(session, only_if_empty=args.if_empty)
     print(report)
