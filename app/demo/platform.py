@@ -323,7 +323,7 @@ def seed(session: Session) -> dict[str, int]:
         session.execute(
             select(Person.id_number_hash, Person.id)
             .where(col(Person.id_number_hash).in_([pii_lookup_hash(p.id_number) for p in plan.people]))
-        ).tuples().all()
+        ).all()
     )
     counts["positions"] = _insert_positions(session, plan.positions, orgs, person_ids, now)
     counts["users"] = _insert_users(session, plan.users, orgs)
@@ -387,7 +387,7 @@ def _insert_positions(session: Session, planned: list[PositionPlan], orgs: dict[
     existing = set(session.execute(
         select(Position.person_id, Position.org_id, Position.title, Position.started_on)
         .where(col(Position.org_id).in_(org_ids))
-    ).tuples())
+    ).all())
     rows: list[dict[str, Any]] = []
     for p in planned:
         key = (person_ids[pii_lookup_hash(p.id_number)], orgs[p.org_code][0], p.title.value, p.started_on)
@@ -416,7 +416,7 @@ def _insert_users(session: Session, planned: list[UserPlan], orgs: dict[str, tup
 def org_ids_by_code(session: Session) -> dict[str, int]:
     """Every organisation with a code, by code: how other demo modules find the platform's rows."""
     return dict(session.execute(
-        select(Organization.code, Organization.id).where(col(Organization.code).is_not(None))).tuples().all())
+        select(Organization.code, Organization.id).where(col(Organization.code).is_not(None))).all())
 
 
 def city_id(session: Session) -> int | None:
