@@ -1,20 +1,29 @@
-"""The three lists (实): responsibility letters, monthly lists and problem lists."""
+"""Problem lists (问题清单): problems, their rectification and verification, quarterly inspections."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from pydantic import field_validator
 from sqlalchemy import CheckConstraint, Index
 from sqlmodel import Field, SQLModel
 
 from app.core.db import UTCDateTime
 from app.core.enums import LabeledEnum
-from app.models.common import created_at_field, enum_field, updated_at_field, version_column
+from app.models.common import (
+    CreateModel,
+    UpdateModel,
+    created_at_field,
+    date_in_range,
+    enum_field,
+    id_field,
+    updated_at_field,
+    version_column,
+)
+from app.models.organizations import OrgLevel
+from app.models.responsibilities.common import TEXT, SummaryOrg
 
-TEXT = 2000  # long free text (descriptions, analyses, notes)
-
-
-# ---------------------------------------------------------------- problems (问题清单)
+YEAR_MIN, YEAR_MAX = 2000, 2100
 
 
 class ProblemSource(LabeledEnum):
@@ -67,7 +76,7 @@ class Problem(SQLModel, table=True):
     origin_key: str | None = Field(default=None, max_length=128, unique=True)
     # On-site guidance (力量下沉一线) for a problem overdue too long.
     escalated_at: dt.date | None = Field(default=None, index=True)
-    escalation_level: str | None = Field(default=None, max_length=32)
+    escalation_level: OrgLevel | None = enum_field(None)
     escalated_to_org_id: int | None = Field(default=None, foreign_key="organization.id")
     opened_by: int | None = Field(default=None, foreign_key="user_account.id")
     version: int = version_column()
@@ -85,3 +94,155 @@ class ProblemRejection(SQLModel, table=True):
     reason: str = Field(max_length=TEXT)
     rejected_by: int | None = Field(default=None, foreign_key="user_account.id")
     rejected_at: dt.datetime = created_at_field()
+
+
+class QuarterlyInspection(SQLModel, table=True):
+    """A quarterly inspection visit (季度调研督导) by the level above; it may open problems."""
+
+    __tablename__ = "quarterly_inspection"
+    __table_args__ = (CheckConstraint("quarter BETWEEN 1 AND 4", name="quarter_range"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organization.id", index=True, description="The inspected organisation")
+    visited_on: dt.date = Field(index=True)
+    year: int
+    quarter: int
+    inspectors: str = Field(max_length=500)
+    findings: str = Field(max_length=4000)
+    created_by: int | None = Field(default=None, foreign_key="user_account.id")
+    version: int = version_column()
+    created_at: dt.datetime = created_at_field()
+    updated_at: dt.datetime = updated_at_field()
+
+
+# ---------------------------------------------------------------- API schemas
+
+
+class ProblemCreate(CreateModel):
+    org_id: int = id_field()
+    year: int = Field(ge=YEAR_MIN, le=YEAR_MAX)
+    source: ProblemSource
+    description: str = Field(min_length=1, max_length=TEXT)
+    cause_analysis: str | None = Field(default=None, max_length=TEXT)
+    rectification_measures: str | None = Field(default=None, max_length=TEXT)
+    responsible_person_id: int | None = id_field(default=None)
+    deadline: dt.date | None = None
+
+    _date = field_validator("deadline")(date_in_range)
+
+
+class ProblemUpdate(UpdateModel):
+    description: str | None = Field(default=None, min_length=1, max_length=TEXT)
+    cause_analysis: str | None = Field(default=None, max_length=TEXT)
+    rectification_measures: str | None = Field(default=None, max_length=TEXT)
+    responsible_person_id: int | None = id_field(default=None)
+    deadline: dt.date | None = Field(default=None, description="Only the level above changes a set deadline")
+
+    _date = field_validator("deadline")(date_in_range)
+
+
+class ProblemSubmit(CreateModel):
+    note: str | None = Field(default=None, max_length=TEXT, description="What was done")
+
+
+class ProblemReject(CreateModel):
+    reason: str = Field(min_length=1, max_length=TEXT)
+
+
+class ProblemPublic(SQLModel):
+    id: int
+    org_id: int
+    org_name: str
+    year: int
+    source: ProblemSource
+    description: str
+    cause_analysis: str | None
+    rectification_measures: str | None
+    responsible_person_id: int | None
+    deadline: dt.date | None
+    status: ProblemStatus
+    rejection_count: int
+    submitted_at: dt.datetime | None
+    submission_note: str | None
+    verified_by: int | None
+    verified_at: dt.datetime | None
+    link_entity: str | None
+    link_id: int | None
+    overdue: bool = Field(description="The deadline has passed and it is not verified (computed at request time)")
+    days_overdue: int
+    escalated: bool
+    escalated_at: dt.date | None
+    escalation_level: OrgLevel | None
+    escalated_to_org_id: int | None
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ProblemRejectionPublic(SQLModel):
+    id: int
+    reason: str
+    rejected_by: int | None
+    rejected_at: dt.datetime
+
+
+class ProblemDetail(ProblemPublic):
+    rejections: list[ProblemRejectionPublic]
+
+
+class EscalationResult(SQLModel):
+    as_of: dt.date
+    threshold_days: int
+    escalated: int
+    problem_ids: list[int]
+
+
+class InspectionProblemIn(CreateModel):
+    org_id: int | None = id_field(default=None, description="The inspected organisation or one below it; "
+                                                            "defaults to the inspected organisation")
+    description: str = Field(min_length=1, max_length=TEXT)
+    cause_analysis: str | None = Field(default=None, max_length=TEXT)
+    rectification_measures: str | None = Field(default=None, max_length=TEXT)
+    responsible_person_id: int | None = id_field(default=None)
+    deadline: dt.date | None = None
+
+    _date = field_validator("deadline")(date_in_range)
+
+
+class InspectionCreate(CreateModel):
+    org_id: int = id_field()
+    visited_on: dt.date
+    inspectors: str = Field(min_length=1, max_length=500)
+    findings: str = Field(min_length=1, max_length=4000)
+    problems: list[InspectionProblemIn] = Field(default_factory=list, max_length=50)
+
+    _date = field_validator("visited_on")(date_in_range)
+
+
+class InspectionPublic(SQLModel):
+    id: int
+    org_id: int
+    org_name: str
+    visited_on: dt.date
+    year: int
+    quarter: int
+    inspectors: str
+    findings: str
+    problem_count: int
+    version: int
+    created_at: dt.datetime
+
+
+class InspectionDetail(InspectionPublic):
+    problems: list[ProblemPublic]
+
+
+class ProblemSummaryRow(SummaryOrg):
+    total: int
+    open: int
+    rectifying: int
+    submitted: int
+    verified: int
+    overdue: int
+    escalated: int
+    avg_days_to_verify: float | None

@@ -1,0 +1,111 @@
+"""Helpers the three lists share: pages of joined rows, per-organisation summaries, office holders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from app.core.pagination import PageParams, order_by
+from app.core.scope import Actor, in_subtree, require_org_in_scope
+from app.models.organizations import Organization, OrgStatus
+from app.models.people import Position
+
+
+def page_rows(
+    session: Session, stmt: Select[Any], params: PageParams, *, allowed: Mapping[str, Any],
+    default: Sequence[Any], tiebreak: Any,
+) -> tuple[list[Any], int]:
+    """Like core fetch_page, for statements that select an entity plus joined columns: two statements."""
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    ordered = order_by(stmt, params.sort, allowed, default, tiebreak)
+    return list(session.execute(ordered.limit(params.limit).offset(params.offset)).all()), total
+
+
+def percent(part: int | float, whole: int | float) -> float | None:
+    return round(100.0 * part / whole, 1) if whole else None
+
+
+@dataclass
+class SummaryRow:
+    org: Organization
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SummaryScope:
+    """The rows of a per-organisation summary and where each counted organisation's records go.
+
+    Without `subtree`: one row, the organisation's own records. With `subtree`: a row per organisation
+    below it (itself included). With `rollup`: a row per direct child counting its whole subtree, plus
+    the organisation's own records in a row of its own."""
+
+    root_path: str
+    rows: dict[int, SummaryRow]
+    bucket_of: dict[int, int]  # counted org id -> row org id
+
+    @property
+    def counted_ids(self) -> Any:
+        return select(Organization.id).where(in_subtree(Organization.path, self.root_path))
+
+    def add(self, org_id: int, key: str, amount: int | float = 1) -> None:
+        row_id = self.bucket_of.get(org_id)
+        if row_id is not None:
+            counts = self.rows[row_id].counts
+            counts[key] = counts.get(key, 0) + amount
+
+    def ordered(self, *, keep: Any = None) -> list[SummaryRow]:
+        """Rows in tree order; organisations that are dissolved and count nothing are left out."""
+        out = []
+        for row in sorted(self.rows.values(), key=lambda r: (r.org.path.count("/"), r.org.code or "", r.org.id)):
+            if row.org.status == OrgStatus.active or any(row.counts.values()) or (keep and keep(row)):
+                out.append(row)
+        return out
+
+
+def summary_scope(session: Session, actor: Actor, org_id: int | None, *, subtree: bool, rollup: bool) -> SummaryScope:
+    root_id = org_id if org_id is not None else actor.org_id
+    if root_id is None:
+        root = session.scalar(select(Organization).where(col(Organization.parent_id).is_(None)).limit(1))
+        if root is None:
+            return SummaryScope("/", {}, {})
+        root_id = root.id
+    assert root_id is not None
+    root_path = require_org_in_scope(session, actor, root_id)
+    if not subtree and not rollup:
+        root = session.get(Organization, root_id)
+        assert root is not None
+        return SummaryScope(root_path, {root_id: SummaryRow(root)}, {root_id: root_id})
+    orgs = list(session.scalars(select(Organization).where(in_subtree(Organization.path, root_path))))
+    if not rollup:
+        return SummaryScope(root_path, {o.id: SummaryRow(o) for o in orgs if o.id}, {o.id: o.id for o in orgs if o.id})
+    rows: dict[int, SummaryRow] = {}
+    bucket: dict[int, int] = {}
+    depth = root_path.count("/")
+    by_id = {o.id: o for o in orgs}
+    for o in orgs:
+        assert o.id is not None
+        parts = o.path.strip("/").split("/")
+        row_id = int(parts[depth - 1]) if len(parts) >= depth else o.id
+        bucket[o.id] = row_id
+        rows.setdefault(row_id, SummaryRow(by_id[row_id]))
+    return SummaryScope(root_path, rows, bucket)
+
+
+def overdue_clause(deadline: Any, open_clause: Any, today: dt.date, overdue: bool) -> Any:
+    """Overdue: the deadline has passed and the record is still open. Computed in the query, never stored."""
+    is_overdue = and_(deadline.is_not(None), deadline < today, open_clause)
+    return is_overdue if overdue else or_(deadline.is_(None), deadline >= today, ~open_clause)
+
+
+def holds_office_during(year: int) -> Any:
+    """A position held at some time during `year`."""
+    return and_(
+        Position.started_on <= dt.date(year, 12, 31),
+        or_(col(Position.ended_on).is_(None), col(Position.ended_on) >= dt.date(year, 1, 1)),
+    )
