@@ -1,4 +1,4 @@
-"""The one audit writer: every change appends a hash-chained row in its own transaction."""
+"""The one audit writer: every change appends a hash-chained row in the transaction of the change."""
 
 from __future__ import annotations
 
@@ -82,7 +82,11 @@ def record(
     after: dict[str, Any] | None = None,
 ) -> AuditLog:
     """Append one audit row. Call after the change is flushed, in the same session."""
-    head = session.scalar(select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update())
+    # populate_existing: a head object cached by this session from an earlier transaction is stale.
+    head = session.scalar(
+        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if head is None:
         head = AuditChainHead(id=1, last_id=0, last_hash=GENESIS_HASH)
         session.add(head)

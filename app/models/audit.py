@@ -52,13 +52,15 @@ class AuditLogPublic(SQLModel):
     user_id: int | None
     username: str | None
     role: str | None
-    org_id: int | None
+    actor_org_id: int | None = Field(description="The acting user's organisation")
+    org_id: int | None = Field(description="The organisation the change was about")
     action: str
     entity: str
     entity_id: str | None
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     request_id: str | None
+    prev_hash: str
     hash: str
 
 
