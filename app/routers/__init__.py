@@ -2,17 +2,12 @@
 
 from fastapi import APIRouter
 
-from app.routers import accounts, audit, meta, organizations, people, posts, standards
+from app.routers import accounts, audit, meta, organizations
 
 ROUTERS: list[APIRouter] = [
     meta.router,
     accounts.auth,
     accounts.users,
     organizations.router,
-    people.people,
-    people.positions,
-    people.org_offices,
     audit.router,
-    *posts.ROUTERS,
-    *standards.ROUTERS,
 ]
