@@ -129,3 +129,11 @@ ProblemsWrite = Annotated[Actor, _needs(P.problems_write)]
 ProblemsVerify = Annotated[Actor, _needs(P.problems_verify)]
 ProblemsEscalate = Annotated[Actor, _needs(P.problems_escalate)]
 InspectionsWrite = Annotated[Actor, _needs(P.inspections_write)]
+
+# funds
+FundsRead = Annotated[Actor, _needs(P.funds_read)]
+FundsManage = Annotated[Actor, _needs(P.funds_manage)]
+FundsRequest = Annotated[Actor, _needs(P.funds_request)]
+FundsApprove = Annotated[Actor, _needs(P.funds_approve)]
+DuesRead = Annotated[Actor, _needs(P.dues_read)]
+DuesWrite = Annotated[Actor, _needs(P.dues_write)]

@@ -49,6 +49,13 @@ class Permission(LabeledEnum):
     problems_verify = "problems_verify", "验收问题整改", "Verify or reject a rectification (level above)"
     problems_escalate = "problems_escalate", "督办逾期问题", "Escalate overdue problems for on-site guidance (city)"
     inspections_write = "inspections_write", "记录调研督导", "Record quarterly inspections (level above)"
+    # funds
+    funds_read = "funds_read", "查看经费", "Read budgets, disbursements, subsidy policies and runs"
+    funds_manage = "funds_manage", "管理经费", "Create budget lines, allocate down, draft subsidy runs"
+    funds_request = "funds_request", "申请支出", "Create (and cancel own) disbursement requests"
+    funds_approve = "funds_approve", "审批经费", "Approve, pay and reverse disbursements; commit and pay runs"
+    dues_read = "dues_read", "查看党费", "Read party dues profiles, payments, statements and arrears"
+    dues_write = "dues_write", "管理党费", "Record dues profiles, payments, reductions and arrears decisions"
 
 
 P = Permission
@@ -90,6 +97,16 @@ ROLE_PERMISSIONS[Role.village_admin] |= _RESPONSIBILITIES_READ | {
     P.letters_sign_report, P.assignments_report, P.problems_write,
 }
 ROLE_PERMISSIONS[Role.auditor] |= _RESPONSIBILITIES_READ
+
+# funds: the city and townships budget, allocate, approve and commit within their subtree (the services keep
+# maker-checker: nobody approves their own request or commits their own run); villages read, request
+# disbursements and keep their members' dues; auditors read.
+_FUNDS_READ = {P.funds_read, P.dues_read}
+ROLE_PERMISSIONS[Role.city_admin] |= _FUNDS_READ | {P.funds_manage, P.funds_request, P.funds_approve, P.dues_write}
+ROLE_PERMISSIONS[Role.township_admin] |= _FUNDS_READ | {P.funds_manage, P.funds_request, P.funds_approve,
+                                                        P.dues_write}
+ROLE_PERMISSIONS[Role.village_admin] |= _FUNDS_READ | {P.funds_request, P.dues_write}
+ROLE_PERMISSIONS[Role.auditor] |= _FUNDS_READ
 
 
 def permissions_for(role: str) -> frozenset[Permission]:
