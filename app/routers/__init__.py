@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.routers import accounts, audit, meta, organizations
+from app.routers import accounts, audit, meta, organizations, posts
 
 ROUTERS: list[APIRouter] = [
     meta.router,
@@ -10,4 +10,5 @@ ROUTERS: list[APIRouter] = [
     accounts.users,
     organizations.router,
     audit.router,
+    *posts.ROUTERS,
 ]
