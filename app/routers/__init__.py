@@ -2,13 +2,16 @@
 
 from fastapi import APIRouter
 
-from app.routers import accounts, audit, meta, organizations, posts
+from app.routers import accounts, audit, meta, organizations, people, posts
 
 ROUTERS: list[APIRouter] = [
     meta.router,
     accounts.auth,
     accounts.users,
     organizations.router,
+    people.people,
+    people.positions,
+    people.org_offices,
     audit.router,
     *posts.ROUTERS,
 ]
