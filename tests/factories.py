@@ -122,3 +122,106 @@ def build_world(session: Session) -> World:
         "v2": make_user(session, "v2_admin", Role.village_admin, v2),
     }
     return w
+
+
+# --- standards ----------------------------------------------------------------
+
+# Years 2040..2099 in turn: a test never makes sixty sets, and years stay inside the API bounds.
+_standard_years = itertools.cycle(range(2040, 2100))
+# Item codes of make_standard_set: "OPS-1", "VEN-1", "LIF-1", "EXC-1", "REC-1", "ASS-1".
+ASPECT_CODES = {"organization_operation": "OPS", "venue": "VEN", "organizational_life": "LIF",
+                "excellence": "EXC", "records": "REC", "assessment": "ASS"}
+
+
+def make_standard_set(session: Session, *, domain: str, year: int | None = None, status: str = "published",
+                      items_per_aspect: int = 1, max_score: int = 10, meeting_type: str | None = None) -> Any:
+    """A standard set with `items_per_aspect` items in each of the six aspects (max `max_score` each).
+
+    Without `year`, each call takes a year of its own, so two published sets never collide."""
+    from app.models.standards import Aspect, StandardItem, StandardSet
+
+    std = StandardSet(year=year or next(_standard_years), domain=domain, edition=1, name=f"{domain} 标准",
+                      status=status, published_at=dt.datetime.now(dt.UTC) if status != "draft" else None)
+    session.add(std)
+    session.flush()
+    for aspect in Aspect:
+        for n in range(1, items_per_aspect + 1):
+            session.add(StandardItem(
+                set_id=std.id, aspect=aspect, code=f"{ASPECT_CODES[aspect]}-{n}", requirement=f"{aspect.zh}要求{n}",
+                max_score=max_score, position=n,
+                meeting_type=meeting_type if aspect == Aspect.organizational_life else None))
+    session.flush()
+    return std
+
+
+def make_audit(session: Session, org: Organization, std: Any, *, kind: str = "self_assessment",
+               status: str = "draft", quarter: int | None = None, score: int | None = None,
+               scores: dict[str, int] | None = None) -> Any:
+    """An audit; `score` gives every item that score, `scores` sets items by code (others get `score`)."""
+    from sqlalchemy import select
+
+    from app.models.standards import AuditScore, StandardAudit, StandardItem
+
+    items = list(session.scalars(select(StandardItem).where(StandardItem.set_id == std.id)))
+    period = f"{std.year}" if quarter is None else f"{std.year}-Q{quarter}"
+    audit_row = StandardAudit(org_id=org.id, set_id=std.id, year=std.year, quarter=quarter, period=period,
+                              kind=kind, status=status, score_max=sum(i.max_score for i in items))
+    session.add(audit_row)
+    session.flush()
+    total = 0
+    for item in items:
+        value = (scores or {}).get(item.code, score)
+        if value is not None:
+            session.add(AuditScore(audit_id=audit_row.id, item_id=item.id, score=value))
+            total += value
+    audit_row.score_total = total
+    if status == "finalized":
+        audit_row.finalized_at = dt.datetime.now(dt.UTC)
+        pct = total * 100 / audit_row.score_max
+        audit_row.rating = ("demonstration" if pct >= std.demonstration_min_pct
+                            else "compliant" if pct >= std.compliant_min_pct else "backward")
+    session.flush()
+    return audit_row
+
+
+def make_meeting(session: Session, org: Organization, meeting_type: str, held_on: dt.date, *,
+                 expected: int = 10, present: int = 8) -> Any:
+    from app.models.standards import MeetingRecord
+
+    row = MeetingRecord(org_id=org.id, meeting_type=meeting_type, held_on=held_on, topic="学习",
+                        expected_count=expected, present_count=present)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def facility_type_id(session: Session, code: str) -> int:
+    from sqlalchemy import select
+
+    from app.models.standards import FacilityType
+
+    found = session.scalar(select(FacilityType.id).where(FacilityType.code == code))
+    assert found is not None, code
+    return found
+
+
+def make_facility(session: Session, org: Organization, code: str = "activity_room", *, area_m2: int | None = 60,
+                  year_built: int | None = 2018) -> Any:
+    from app.models.standards import Facility
+
+    row = Facility(org_id=org.id, facility_type_id=facility_type_id(session, code), area_m2=area_m2,
+                   year_built=year_built)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def make_investment(session: Session, org: Organization, *, year: int = 2019, amount_fen: int = 100_000_00,
+                    status: str = "recorded") -> Any:
+    from app.models.standards import VenueInvestment
+
+    row = VenueInvestment(org_id=org.id, year=year, amount_fen=amount_fen, funding_source="city_finance",
+                          description="活动场所建设", status=status)
+    session.add(row)
+    session.flush()
+    return row

@@ -2,16 +2,13 @@
 
 from fastapi import APIRouter
 
-from app.routers import accounts, audit, meta, organizations, people, posts
+from app.routers import accounts, audit, meta, organizations, standards
 
 ROUTERS: list[APIRouter] = [
     meta.router,
     accounts.auth,
     accounts.users,
     organizations.router,
-    people.people,
-    people.positions,
-    people.org_offices,
     audit.router,
-    *posts.ROUTERS,
+    *standards.ROUTERS,
 ]
