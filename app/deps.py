@@ -129,3 +129,21 @@ ProblemsWrite = Annotated[Actor, _needs(P.problems_write)]
 ProblemsVerify = Annotated[Actor, _needs(P.problems_verify)]
 ProblemsEscalate = Annotated[Actor, _needs(P.problems_escalate)]
 InspectionsWrite = Annotated[Actor, _needs(P.inspections_write)]
+
+# posts
+PostsRead = Annotated[Actor, _needs(P.posts_read)]
+PostsWrite = Annotated[Actor, _needs(P.posts_write)]
+PostsConfigure = Annotated[Actor, _needs(P.posts_configure)]
+
+# evaluations
+EvaluationsRead = Annotated[Actor, _needs(P.evaluations_read)]
+EvaluationsWrite = Annotated[Actor, _needs(P.evaluations_write)]
+EvaluationsConfigure = Annotated[Actor, _needs(P.evaluations_configure)]
+
+# funds
+FundsRead = Annotated[Actor, _needs(P.funds_read)]
+FundsManage = Annotated[Actor, _needs(P.funds_manage)]
+FundsRequest = Annotated[Actor, _needs(P.funds_request)]
+FundsApprove = Annotated[Actor, _needs(P.funds_approve)]
+DuesRead = Annotated[Actor, _needs(P.dues_read)]
+DuesWrite = Annotated[Actor, _needs(P.dues_write)]

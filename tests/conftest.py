@@ -99,6 +99,9 @@ def client(db: Session) -> Iterator[TestClient]:
     from app.main import app
 
     with TestClient(app, raise_server_exceptions=False) as c:
+        from tests.pii_guard import install as install_pii_guard
+
+        install_pii_guard(c)  # every body sent to a role without pii_read is checked for unmasked PII
         yield c
 
 

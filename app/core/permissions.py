@@ -49,6 +49,23 @@ class Permission(LabeledEnum):
     problems_verify = "problems_verify", "验收问题整改", "Verify or reject a rectification (level above)"
     problems_escalate = "problems_escalate", "督办逾期问题", "Escalate overdue problems for on-site guidance (city)"
     inspections_write = "inspections_write", "记录调研督导", "Record quarterly inspections (level above)"
+    # posts
+    posts_read = "posts_read", "查看设岗定责", "Read duty posts, assignments, logs and reviews"
+    posts_write = "posts_write", "管理设岗定责", "Set posts, decide assignments, keep logs and review"
+    posts_configure = "posts_configure", "设置设岗定责规则", "Set the duty-post policy (posts per member a year)"
+    # evaluations
+    evaluations_read = "evaluations_read", "查看评议考核", "Read evaluations, appraisals and rankings"
+    evaluations_write = "evaluations_write", "开展评议考核", \
+        "Record debriefings, votes, ratings and scores (the level above scores and finalises)"
+    evaluations_configure = "evaluations_configure", "设置评议规则", \
+        "Set evaluation weights, grade thresholds and the duty list"
+    # funds
+    funds_read = "funds_read", "查看经费", "Read budgets, disbursements, subsidy policies and runs"
+    funds_manage = "funds_manage", "管理经费", "Create budget lines, allocate down, draft subsidy runs"
+    funds_request = "funds_request", "申请支出", "Create (and cancel own) disbursement requests"
+    funds_approve = "funds_approve", "审批经费", "Approve, pay and reverse disbursements; commit and pay runs"
+    dues_read = "dues_read", "查看党费", "Read party dues profiles, payments, statements and arrears"
+    dues_write = "dues_write", "管理党费", "Record dues profiles, payments, reductions and arrears decisions"
 
 
 P = Permission
@@ -90,6 +107,30 @@ ROLE_PERMISSIONS[Role.village_admin] |= _RESPONSIBILITIES_READ | {
     P.letters_sign_report, P.assignments_report, P.problems_write,
 }
 ROLE_PERMISSIONS[Role.auditor] |= _RESPONSIBILITIES_READ
+
+# posts: each organisation sets its posts and decides, logs and reviews its members' assignments;
+# the city sets the policy; auditors read.
+ROLE_PERMISSIONS[Role.city_admin] |= {P.posts_read, P.posts_write, P.posts_configure}
+ROLE_PERMISSIONS[Role.township_admin] |= {P.posts_read, P.posts_write}
+ROLE_PERMISSIONS[Role.village_admin] |= {P.posts_read, P.posts_write}
+ROLE_PERMISSIONS[Role.auditor] |= {P.posts_read}
+
+# evaluations: villages record debriefings, votes and member ratings; the level above scores, approves
+# and finalises (enforced in the services); the city sets weights and thresholds; auditors read.
+ROLE_PERMISSIONS[Role.city_admin] |= {P.evaluations_read, P.evaluations_write, P.evaluations_configure}
+ROLE_PERMISSIONS[Role.township_admin] |= {P.evaluations_read, P.evaluations_write}
+ROLE_PERMISSIONS[Role.village_admin] |= {P.evaluations_read, P.evaluations_write}
+ROLE_PERMISSIONS[Role.auditor] |= {P.evaluations_read}
+
+# funds: the city and townships budget, allocate, approve and commit within their subtree (the services keep
+# maker-checker: nobody approves their own request or commits their own run); villages read, request
+# disbursements and keep their members' dues; auditors read.
+_FUNDS_READ = {P.funds_read, P.dues_read}
+ROLE_PERMISSIONS[Role.city_admin] |= _FUNDS_READ | {P.funds_manage, P.funds_request, P.funds_approve, P.dues_write}
+ROLE_PERMISSIONS[Role.township_admin] |= _FUNDS_READ | {P.funds_manage, P.funds_request, P.funds_approve,
+                                                        P.dues_write}
+ROLE_PERMISSIONS[Role.village_admin] |= _FUNDS_READ | {P.funds_request, P.dues_write}
+ROLE_PERMISSIONS[Role.auditor] |= _FUNDS_READ
 
 
 def permissions_for(role: str) -> frozenset[Permission]:

@@ -1,4 +1,5 @@
 """Importing this package registers every table on SQLModel.metadata."""
 
 from app.core import db as _db  # noqa: F401  (naming convention first)
-from app.models import accounts, audit, organizations, people, responsibilities, standards  # noqa: F401
+from app.core import idempotency as _idempotency  # noqa: F401  (the idempotency_key table)
+from app.models import accounts, audit, funds, organizations, people, posts, responsibilities, standards  # noqa: F401

@@ -52,26 +52,40 @@ class PositionTitle(LabeledEnum):
     other = "other", "其他", "Other"
 
 
+def _known_region(number: str) -> bool:
+    """The first six digits name a county-level division stdnum knows, in any period."""
+    from stdnum import numdb
+
+    parts = numdb.get("cn/loc").info(number[:6])
+    return any("county" in props for _part, props in parts)
+
+
 def validate_id_number(value: str) -> str:
-    """GB 11643 check digit and birth date; region by stdnum, Kangding prefixes always."""
+    """GB 11643: length, check digit, birth date, and a known region code.
+
+    stdnum also wants the region code to have existed in the birth year, but the code is the one of
+    the place where the number was issued, which may be newer than the holder (a 513301 number for
+    someone born in 1980, a 510105 one for someone born in 1975): any period of a known code is
+    accepted, and Kangding's two prefixes always are.
+    """
     from stdnum.cn import ric
     from stdnum.exceptions import InvalidComponent, ValidationError
 
-    number = value.strip().upper()
+    number = ric.compact(value)
     try:
-        return str(ric.validate(number))
-    except InvalidComponent:
-        # stdnum rejects a region code outside its validity years; Kangding's
-        # two codes are ours to accept once the check digit and date pass.
-        if number.startswith(KANGDING_ID_PREFIXES):
-            try:
-                ric.get_birth_date(number)
-            except ValidationError as exc:
-                raise ValueError("the birth date in the ID number is not a date") from exc
-            return number
-        raise ValueError("the ID number's region or birth date is not valid") from None
+        ric.validate(number)
+    except (InvalidComponent, KeyError):  # stdnum raises KeyError for a province without that county
+        try:
+            ric.get_birth_date(number)
+        except ValidationError:
+            raise ValueError("the birth date in the ID number is not a date") from None
+        if not (number.startswith(KANGDING_ID_PREFIXES) or _known_region(number)):
+            raise ValueError("the ID number's region code is unknown") from None
     except ValidationError as exc:
         raise ValueError("not a valid ID number (length, format or check digit)") from exc
+    if not dt.date(1900, 1, 1) <= ric.get_birth_date(number) <= dt.date.today():
+        raise ValueError("the birth date in the ID number is not between 1900 and today")
+    return number
 
 
 def validate_phone(value: str) -> str:

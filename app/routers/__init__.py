@@ -2,13 +2,17 @@
 
 from fastapi import APIRouter
 
-from app.routers import accounts, audit, meta, organizations, standards
+from app.routers import accounts, audit, meta, organizations, people, posts, standards
 
 ROUTERS: list[APIRouter] = [
     meta.router,
     accounts.auth,
     accounts.users,
     organizations.router,
+    people.people,
+    people.positions,
+    people.org_offices,
     audit.router,
+    *posts.ROUTERS,
     *standards.ROUTERS,
 ]

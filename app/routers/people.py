@@ -1,0 +1,211 @@
+"""HTTP for people, their positions, office holders and years of service."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from app.core.errors import invalid, problem_responses
+from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
+from app.core.versioning import parse_if_match, set_etag
+from app.deps import ItemId, OptionalIdQuery, PeopleRead, PeopleWrite, SessionDep
+from app.models.common import date_in_range
+from app.models.people import (
+    Gender,
+    MemberStatus,
+    PersonCreate,
+    PersonLookup,
+    PersonPublic,
+    PersonStatus,
+    PersonUpdate,
+    PositionCreate,
+    PositionEnd,
+    PositionPublic,
+    PositionTitle,
+    ServiceYears,
+)
+from app.services import organizations as organizations_service
+from app.services import people as service
+
+people = APIRouter(prefix="/api/v1/people", tags=["people"])
+positions = APIRouter(prefix="/api/v1/positions", tags=["people"])
+org_offices = APIRouter(prefix="/api/v1/organizations", tags=["people"])
+
+READ_ERRORS = problem_responses(401, 403, 404, 422)
+WRITE_ERRORS = problem_responses(401, 403, 404, 409, 422)
+
+
+def _date_query(description: str) -> Any:
+    return Query(description=description + " (YYYY-MM-DD; default today)")
+
+
+def _day(value: dt.date | None, name: str) -> dt.date:
+    """A query date within the range every stored date keeps to; today when absent."""
+    try:
+        checked = date_in_range(value)
+    except ValueError as exc:
+        raise invalid(["query", name], str(exc)) from None
+    return checked or dt.date.today()
+
+
+# --- people ------------------------------------------------------------------------
+
+
+@people.get(
+    "", response_model=Page[PersonPublic], operation_id="people_list",
+    summary="List people in scope (ID and phone masked without pii_read)",
+    responses={**READ_ERRORS, **CSV_RESPONSE_DOC},
+)
+def list_people(
+    request: Request, session: SessionDep, actor: PeopleRead, page: PageDep,
+    org_id: OptionalIdQuery = None,
+    subtree: bool = False,
+    member_status: MemberStatus | None = None,
+    status: PersonStatus | None = None,
+    gender: Gender | None = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=50, description="Part of the name")] = None,
+    has_position: Annotated[bool | None, Query(description="Holds (true) or holds no (false) position on `on`")] = None,
+    title: Annotated[PositionTitle | None, Query(description="Holds a position with this title on `on`")] = None,
+    on: Annotated[dt.date | None, _date_query("The day has_position and title look at")] = None,
+) -> Any:
+    """People whose organisation is in the caller's subtree. Sortable by id, name, org_id, birth_date,
+    joined_party_on, created_at. With pii_read the page is unmasked and one `person.pii_read` audit row
+    lists the people read."""
+    filters = service.PersonFilters(org_id=org_id, subtree=subtree, member_status=member_status, status=status,
+                                    gender=gender, q=q, has_position=has_position, title=title, on=_day(on, "on"))
+    items, total = service.list_page(session, actor, filters, page)
+    return respond(request, PersonPublic, service.present(session, actor, items), total, page, filename="people")
+
+
+@people.post(
+    "/lookup", response_model=PersonPublic, operation_id="people_lookup",
+    summary="Find a person in scope by exact ID number or phone (sent in the body, never the URL)",
+    responses=READ_ERRORS,
+)
+def lookup_person(body: PersonLookup, session: SessionDep, actor: PeopleRead, response: Response) -> Any:
+    person = service.lookup(session, actor, body)
+    set_etag(response, person.version)
+    return service.present(session, actor, [person])[0]
+
+
+@people.get(
+    "/{person_id}", response_model=PersonPublic, operation_id="people_get",
+    summary="Get a person (ID and phone masked without pii_read)", responses=READ_ERRORS,
+)
+def get_person(person_id: ItemId, session: SessionDep, actor: PeopleRead, response: Response) -> Any:
+    person = service.get(session, actor, person_id)
+    set_etag(response, person.version)
+    return service.present(session, actor, [person])[0]
+
+
+@people.post(
+    "", response_model=PersonPublic, status_code=201, operation_id="people_create",
+    summary="Register a person in an organisation in scope", responses=WRITE_ERRORS,
+)
+def create_person(body: PersonCreate, session: SessionDep, actor: PeopleWrite, response: Response) -> Any:
+    person = service.create(session, actor, body)
+    response.headers["Location"] = f"{people.prefix}/{person.id}"
+    set_etag(response, person.version)
+    return service.present(session, actor, [person])[0]
+
+
+@people.patch(
+    "/{person_id}", response_model=PersonPublic, operation_id="people_update",
+    summary="Edit a person, transfer them, or record that they left (If-Match required)",
+    responses=problem_responses(401, 403, 404, 409, 412, 422, 428),
+)
+def update_person(
+    person_id: ItemId, body: PersonUpdate, session: SessionDep, actor: PeopleWrite, response: Response,
+    if_match: Annotated[str | None, Header(description="The ETag of the version being changed")] = None,
+) -> Any:
+    """A status other than active ends the person's positions held after `left_on` (see the service)."""
+    person = service.get(session, actor, person_id)
+    person = service.update_fields(session, actor, person, body, parse_if_match(if_match))
+    set_etag(response, person.version)
+    return service.present(session, actor, [person])[0]
+
+
+@people.get(
+    "/{person_id}/service-years", response_model=ServiceYears, operation_id="people_service_years",
+    summary="A person's years of service in any position (overlaps counted once)", responses=READ_ERRORS,
+)
+def person_service_years(
+    person_id: ItemId, session: SessionDep, actor: PeopleRead,
+    as_of: Annotated[dt.date | None, _date_query("Count up to this day, inclusive")] = None,
+) -> Any:
+    person = service.get(session, actor, person_id)
+    assert person.id is not None
+    return service.service_years(session, person_id=person.id, as_of=_day(as_of, "as_of"))
+
+
+# --- positions ---------------------------------------------------------------------
+
+
+@positions.get(
+    "", response_model=Page[PositionPublic], operation_id="positions_list",
+    summary="List positions in scope", responses={**READ_ERRORS, **CSV_RESPONSE_DOC},
+)
+def list_positions(
+    request: Request, session: SessionDep, actor: PeopleRead, page: PageDep,
+    person_id: OptionalIdQuery = None,
+    org_id: OptionalIdQuery = None,
+    subtree: bool = False,
+    title: PositionTitle | None = None,
+    active_on: Annotated[dt.date | None, Query(description="Held on this day (both ends inclusive)")] = None,
+) -> Any:
+    """Positions in an organisation in scope or held by a person in scope. Sortable by id, person_id,
+    org_id, title, started_on, ended_on."""
+    filters = service.PositionFilters(person_id=person_id, org_id=org_id, subtree=subtree, title=title,
+                                      active_on=_day(active_on, "active_on") if active_on is not None else None)
+    items, total = service.list_positions(session, actor, filters, page)
+    return respond(request, PositionPublic, service.positions_public(session, items), total, page,
+                   filename="positions")
+
+
+@positions.get(
+    "/{position_id}", response_model=PositionPublic, operation_id="positions_get",
+    summary="Get a position", responses=READ_ERRORS,
+)
+def get_position(position_id: ItemId, session: SessionDep, actor: PeopleRead) -> Any:
+    return service.positions_public(session, [service.get_position(session, actor, position_id)])[0]
+
+
+@positions.post(
+    "", response_model=PositionPublic, status_code=201, operation_id="positions_create",
+    summary="Record a position held by a person", responses=WRITE_ERRORS,
+)
+def create_position(body: PositionCreate, session: SessionDep, actor: PeopleWrite, response: Response) -> Any:
+    position = service.create_position(session, actor, body)
+    response.headers["Location"] = f"{positions.prefix}/{position.id}"
+    return service.positions_public(session, [position])[0]
+
+
+@positions.post(
+    "/{position_id}/end", response_model=PositionPublic, operation_id="positions_end",
+    summary="End a position (ended_on is the last day held)", responses=WRITE_ERRORS,
+)
+def end_position(position_id: ItemId, body: PositionEnd, session: SessionDep, actor: PeopleWrite) -> Any:
+    position = service.get_position(session, actor, position_id)
+    position = service.end_position(session, actor, position, body.ended_on)
+    return service.positions_public(session, [position])[0]
+
+
+# --- office holders ------------------------------------------------------------------
+
+
+@org_offices.get(
+    "/{org_id}/office-holders", response_model=list[PositionPublic], operation_id="people_office_holders",
+    summary="Who held office in an organisation on a day", responses=READ_ERRORS,
+)
+def office_holders(
+    org_id: ItemId, session: SessionDep, actor: PeopleRead,
+    on: Annotated[dt.date | None, _date_query("The day")] = None,
+    title: Annotated[list[PositionTitle] | None, Query(max_length=len(PositionTitle))] = None,
+) -> Any:
+    """Positions in the organisation held on `on` (started_on and ended_on inclusive), secretary first."""
+    org = organizations_service.get(session, actor, org_id)
+    assert org.id is not None
+    holders = service.office_holders(session, org_id=org.id, on=_day(on, "on"), titles=set(title) if title else None)
+    return service.positions_public(session, holders)
