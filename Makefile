@@ -26,7 +26,7 @@ run: seed
 	$(PY) -m app serve --host $(HOST) --port $(PORT)
 
 lint: install
-	$(PY) -m ruff check app tests bench migrations/env.py
+	$(PY) -m ruff check app tests $(wildcard bench) migrations/env.py
 
 typecheck: install
 	$(PY) -m mypy app
