@@ -403,7 +403,7 @@ def summary(session: Session, actor: Actor, *, year: int, org_id: int | None, su
                Organization.name, Organization.path)
         .join(Organization, Organization.id == StandardAudit.org_id)
         .where(StandardAudit.year == year, StandardAudit.status == AuditStatus.finalized,
-               in_subtree(Organization.path, prefix))
+               col(StandardAudit.rating).is_not(None), in_subtree(Organization.path, prefix))
     )
     if org_id is not None and not subtree:
         stmt = stmt.where(StandardAudit.org_id == org_id)
