@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.routers import accounts, audit, meta, organizations, people, posts, standards
+from app.routers import accounts, audit, funds, meta, organizations, people, posts, standards
 
 ROUTERS: list[APIRouter] = [
     meta.router,
@@ -15,4 +15,5 @@ ROUTERS: list[APIRouter] = [
     audit.router,
     *posts.ROUTERS,
     *standards.ROUTERS,
+    *funds.ROUTERS,
 ]

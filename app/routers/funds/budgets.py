@@ -1,0 +1,215 @@
+"""HTTP for the budget ledger: lines, allocations, disbursements, the execution report."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.core import idempotency
+from app.core.errors import problem_responses
+from app.core.idempotency import IdempotencyDep
+from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, csv_response, respond, wants_csv
+from app.core.permissions import Permission
+from app.deps import FundsApprove, FundsManage, FundsRead, FundsRequest, ItemId, OptionalIdQuery, SessionDep
+from app.models.funds.budgets import (
+    AllocationCreate,
+    AllocationPublic,
+    BudgetCategory,
+    BudgetLineCreate,
+    BudgetLinePublic,
+    DisbursementCreate,
+    DisbursementPublic,
+    DisbursementStatus,
+    ExecutionReport,
+    ExecutionRow,
+    ReasonBody,
+)
+from app.models.funds.common import YEAR_MAX, YEAR_MIN
+from app.services.funds import budgets as service
+
+lines = APIRouter(prefix="/api/v1/budget-lines", tags=["funds"])
+allocations = APIRouter(prefix="/api/v1/allocations", tags=["funds"])
+disbursements = APIRouter(prefix="/api/v1/disbursements", tags=["funds"])
+reports = APIRouter(prefix="/api/v1/budgets", tags=["funds"])
+
+READ_ERRORS = problem_responses(401, 403, 404, 422)
+WRITE_ERRORS = problem_responses(401, 403, 404, 409, 422)
+YearQuery = Annotated[int | None, Query(ge=YEAR_MIN, le=YEAR_MAX)]
+
+
+# --- budget lines --------------------------------------------------------------------
+
+
+@lines.get("", response_model=Page[BudgetLinePublic], operation_id="funds_budget_lines_list",
+           summary="List budget lines in scope", responses={**READ_ERRORS, **CSV_RESPONSE_DOC})
+def list_budget_lines(
+    request: Request, session: SessionDep, actor: FundsRead, page: PageDep,
+    fiscal_year: YearQuery = None, category: BudgetCategory | None = None, parent_line_id: OptionalIdQuery = None,
+    org_id: OptionalIdQuery = None, subtree: bool = False,
+) -> Any:
+    """Sortable by id, fiscal_year, org_id, category, name, allocated, available, created_at."""
+    f = service.LineFilters(fiscal_year=fiscal_year, category=category, org_id=org_id, subtree=subtree,
+                            parent_line_id=parent_line_id)
+    items, total = service.list_lines(session, actor, f, page)
+    names = service.org_names(session, {i.org_id for i in items})
+    public = [service.line_public(i, names.get(i.org_id)) for i in items]
+    return respond(request, BudgetLinePublic, public, total, page, filename="budget-lines")
+
+
+@lines.get("/{line_id}", response_model=BudgetLinePublic, operation_id="funds_budget_lines_get",
+           summary="Get a budget line with its amounts", responses=READ_ERRORS)
+def get_budget_line(line_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
+    line = service.get_line(session, actor, line_id)
+    return service.line_public(line, service.org_names(session, {line.org_id}).get(line.org_id))
+
+
+@lines.post("", response_model=BudgetLinePublic, status_code=201, operation_id="funds_budget_lines_create",
+            summary="Create a budget line funded from a source", responses=WRITE_ERRORS)
+def create_budget_line(body: BudgetLineCreate, session: SessionDep, actor: FundsManage, response: Response) -> Any:
+    line = service.create_line(session, actor, body)
+    response.headers["Location"] = f"{lines.prefix}/{line.id}"
+    return service.line_public(line)
+
+
+# --- allocations -----------------------------------------------------------------------
+
+
+@allocations.post("", response_model=AllocationPublic, status_code=201, operation_id="funds_allocations_create",
+                  summary="Allocate money down to an organisation below the line's owner",
+                  responses=problem_responses(401, 403, 404, 409, 422))
+def create_allocation(body: AllocationCreate, session: SessionDep, actor: FundsManage, idem: IdempotencyDep) -> Any:
+    """Takes the amount from the line in one conditional update: over the available amount is 409
+    `budget_exceeded`. Send an `Idempotency-Key` to retry safely."""
+    replay = idempotency.begin(session, actor, idem)
+    if replay is not None:
+        return replay
+    allocation = service.allocate(session, actor, body)
+    return idempotency.finish(session, idem, 201, service.allocation_public(allocation),
+                              headers={"Location": f"{allocations.prefix}?line_id={allocation.from_line_id}"})
+
+
+@allocations.get("", response_model=Page[AllocationPublic], operation_id="funds_allocations_list",
+                 summary="List allocations from or to organisations in scope",
+                 responses={**READ_ERRORS, **CSV_RESPONSE_DOC})
+def list_allocations(
+    request: Request, session: SessionDep, actor: FundsRead, page: PageDep, fiscal_year: YearQuery = None,
+    line_id: OptionalIdQuery = None, org_id: OptionalIdQuery = None, subtree: bool = False,
+) -> Any:
+    """Sortable by id, amount, created_at."""
+    items, total = service.list_allocations(session, actor, fiscal_year=fiscal_year, line_id=line_id, org_id=org_id,
+                                            subtree=subtree, params=page)
+    return respond(request, AllocationPublic, [service.allocation_public(a) for a in items], total, page,
+                   filename="allocations")
+
+
+# --- disbursements -------------------------------------------------------------------------
+
+
+@disbursements.get("", response_model=Page[DisbursementPublic], operation_id="funds_disbursements_list",
+                   summary="List disbursements in scope", responses={**READ_ERRORS, **CSV_RESPONSE_DOC})
+def list_disbursements(
+    request: Request, session: SessionDep, actor: FundsRead, page: PageDep,
+    status: DisbursementStatus | None = None, line_id: OptionalIdQuery = None, fiscal_year: YearQuery = None,
+    org_id: OptionalIdQuery = None, subtree: bool = False,
+) -> Any:
+    """Sortable by id, amount, disbursed_on, status, created_at."""
+    f = service.DisbursementFilters(status=status, line_id=line_id, fiscal_year=fiscal_year, org_id=org_id,
+                                    subtree=subtree)
+    items, total = service.list_disbursements(session, actor, f, page)
+    reversals = service.reversals_for(session, [d.id for d in items if d.id is not None])
+    public = [service.disbursement_public(d, reversals.get(d.id)) for d in items]
+    return respond(request, DisbursementPublic, public, total, page, filename="disbursements")
+
+
+@disbursements.get("/{disbursement_id}", response_model=DisbursementPublic, operation_id="funds_disbursements_get",
+                   summary="Get a disbursement", responses=READ_ERRORS)
+def get_disbursement(disbursement_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
+    d = service.get_disbursement(session, actor, disbursement_id)
+    return service.disbursement_public(d, service.reversal_of(session, disbursement_id))
+
+
+@disbursements.post("", response_model=DisbursementPublic, status_code=201,
+                    operation_id="funds_disbursements_create", summary="Request a disbursement from a line",
+                    responses=WRITE_ERRORS)
+def create_disbursement(body: DisbursementCreate, session: SessionDep, actor: FundsRequest,
+                        idem: IdempotencyDep) -> Any:
+    """Pending until another user with funds_approve at the line's owner or above approves it."""
+    replay = idempotency.begin(session, actor, idem)
+    if replay is not None:
+        return replay
+    d = service.create_disbursement(session, actor, body)
+    return idempotency.finish(session, idem, 201, service.disbursement_public(d),
+                              headers={"Location": f"{disbursements.prefix}/{d.id}"})
+
+
+@disbursements.post("/{disbursement_id}/approve", response_model=DisbursementPublic,
+                    operation_id="funds_disbursements_approve", summary="Approve a disbursement (maker-checker)",
+                    responses=WRITE_ERRORS)
+def approve_disbursement(disbursement_id: ItemId, session: SessionDep, actor: FundsApprove,
+                         idem: IdempotencyDep) -> Any:
+    """Its maker gets 403 `maker_checker`; over the line's available amount is 409 `budget_exceeded`."""
+    replay = idempotency.begin(session, actor, idem)
+    if replay is not None:
+        return replay
+    d = service.approve_disbursement(session, actor, service.get_disbursement(session, actor, disbursement_id))
+    return idempotency.finish(session, idem, 200, service.disbursement_public(d))
+
+
+@disbursements.post("/{disbursement_id}/pay", response_model=DisbursementPublic,
+                    operation_id="funds_disbursements_pay", summary="Record an approved disbursement as paid",
+                    responses=WRITE_ERRORS)
+def pay_disbursement(disbursement_id: ItemId, session: SessionDep, actor: FundsApprove, idem: IdempotencyDep) -> Any:
+    replay = idempotency.begin(session, actor, idem)
+    if replay is not None:
+        return replay
+    d = service.pay_disbursement(session, actor, service.get_disbursement(session, actor, disbursement_id))
+    return idempotency.finish(session, idem, 200, service.disbursement_public(d))
+
+
+@disbursements.post("/{disbursement_id}/cancel", response_model=DisbursementPublic,
+                    operation_id="funds_disbursements_cancel", summary="Cancel a disbursement before payment",
+                    responses=WRITE_ERRORS)
+def cancel_disbursement(disbursement_id: ItemId, body: ReasonBody, session: SessionDep, actor: FundsRequest) -> Any:
+    """Its maker, or a user with funds_approve; an approved amount goes back to the line."""
+    d = service.get_disbursement(session, actor, disbursement_id)
+    d = service.cancel_disbursement(session, actor, d, body.reason, may_approve=actor.can(Permission.funds_approve))
+    return service.disbursement_public(d)
+
+
+@disbursements.post("/{disbursement_id}/reverse", response_model=DisbursementPublic,
+                    operation_id="funds_disbursements_reverse",
+                    summary="Reverse a paid disbursement with a reason (money back to the line)",
+                    responses=WRITE_ERRORS)
+def reverse_disbursement(disbursement_id: ItemId, body: ReasonBody, session: SessionDep, actor: FundsApprove,
+                         idem: IdempotencyDep) -> Any:
+    replay = idempotency.begin(session, actor, idem)
+    if replay is not None:
+        return replay
+    d, reversal = service.reverse_disbursement(session, actor, service.get_disbursement(session, actor,
+                                                                                        disbursement_id), body.reason)
+    return idempotency.finish(session, idem, 200, service.disbursement_public(d, reversal))
+
+
+# --- the execution report --------------------------------------------------------------------
+
+
+@reports.get("/execution", response_model=ExecutionReport, operation_id="funds_budget_execution",
+             summary="Budget execution per line, organisation and category",
+             responses={**READ_ERRORS, 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                                              "description": "The report; CSV rows (line, organization, category, "
+                                                             "total) when `Accept: text/csv`"}})
+def budget_execution(
+    request: Request, session: SessionDep, actor: FundsRead,
+    year: Annotated[int, Query(ge=YEAR_MIN, le=YEAR_MAX, description="Fiscal year")],
+    org_id: OptionalIdQuery = None, subtree: bool = False, category: BudgetCategory | None = None,
+) -> Any:
+    """allocated, allocated_down, net (= allocated − allocated_down: the money kept at that level, so rolled-up nets
+    count each yuan once), approved, paid, committed, available and execution_rate = paid / net."""
+    report = service.execution_report(session, actor, fiscal_year=year, org_id=org_id, subtree=subtree,
+                                      category=category)
+    if wants_csv(request):
+        rows = [*report.lines, *report.by_organization, *report.by_category, report.total]
+        return csv_response((r.model_dump(mode="json") for r in rows), list(ExecutionRow.model_fields),
+                            f"budget-execution-{year}")
+    return report
