@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.routers import accounts, audit, funds, meta, organizations, people, posts, standards
+from app.routers import accounts, audit, funds, meta, organizations, people, posts, responsibilities, standards
 
 ROUTERS: list[APIRouter] = [
     meta.router,
@@ -15,5 +15,6 @@ ROUTERS: list[APIRouter] = [
     audit.router,
     *posts.ROUTERS,
     *standards.ROUTERS,
+    *responsibilities.ROUTERS,
     *funds.ROUTERS,
 ]
