@@ -275,8 +275,7 @@ def test_a_replayed_allocation_returns_the_first_answer_and_moves_nothing(client
     assert first.status_code == 201, first.text
     # Same body with other key order and spacing: still the same request.
     replay = client.post(ALLOC, headers={**h, "Content-Type": "application/json"},
-                         content='{ "amount": "100.00", "to_org_id": %d, "from_line_id": %d }' % (
-                             world.t1.id, line["id"]))
+                         content=f'{{ "amount": "100.00", "to_org_id": {world.t1.id}, "from_line_id": {line["id"]} }}')
     assert replay.status_code == 201 and replay.json() == first.json()
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert replay.headers["Location"] == first.headers["Location"]
