@@ -30,6 +30,22 @@ SECURITY_HEADERS = [
 ]
 
 log = logging.getLogger("app.access")
+error_log = logging.getLogger("app.errors")
+
+# Last line of defence for messages and tracebacks that echo input: ID numbers, mobile numbers, tokens.
+_REDACTIONS = [
+    (re.compile(r"(?<![0-9A-Za-z])\d{6}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]"
+                r"(?![0-9A-Za-z])"), "[id-number]"),
+    (re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)"), "[phone]"),
+    (re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*"), "[token]"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[\w.~+/=-]+"), r"\1 [credentials]"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,14 +56,14 @@ class JsonFormatter(logging.Formatter):
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
             "request_id": request_id_var.get(),
         }
         for key in ("method", "route", "status", "duration_ms", "error"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -77,7 +93,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _REQUEST_ID_OK.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         start = time.perf_counter()
         status_holder = {"status": 500}
@@ -97,6 +113,9 @@ class ObservabilityMiddleware:
             return
 
         received = 0
+        # API answers (tokens included) are never cached; so is anything asked with a token.
+        no_store = authenticated or scope.get("path", "").startswith("/api/")
+        state = {"too_large": False, "started": False, "replaced": False}
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -104,16 +123,26 @@ class ObservabilityMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    state["too_large"] = True
                     raise BodyTooLarge()
             return message
 
         async def send_wrapper(message: Message) -> None:
+            if state["replaced"]:
+                return  # the rest of an answer we replaced
             if message["type"] == "http.response.start":
+                state["started"] = True
+                if state["too_large"]:
+                    # The framework turns an interrupted body into a 400; the client sent too much: 413.
+                    state["replaced"] = True
+                    status_holder["status"] = 413
+                    await _send_too_large(scope, send, request_id)
+                    return
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(SECURITY_HEADERS)
-                if authenticated:
+                if no_store and not any(k.lower() == b"cache-control" for k, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
@@ -121,8 +150,18 @@ class ObservabilityMiddleware:
         try:
             await self.app(scope, limited_receive, send_wrapper)
         except BodyTooLarge:
+            if state["started"]:
+                raise
             await _send_too_large(scope, send, request_id)
             status_holder["status"] = 413
+        except Exception:
+            if state["started"]:
+                raise
+            # Answered here, not by the outermost handler, so the 500 still carries the request id,
+            # the security headers and a log line tied to the request.
+            error_log.exception("unhandled error")
+            await _send_problem(scope, send, request_id, 500, "internal_error", "Internal server error", None)
+            status_holder["status"] = 500
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
@@ -142,7 +181,7 @@ async def _send_too_large(scope: Scope, send: Send, request_id: str) -> None:
 
 
 async def _send_problem(scope: Scope, send: Send, request_id: str, status: int, code: str, title: str,
-                        detail: str) -> None:
+                        detail: str | None) -> None:
     """A problem document from below the framework (before routing)."""
     body = json.dumps({
         "type": "https://partyrecords.example.gov.cn/problems/" + code.replace("_", "-"),
@@ -150,6 +189,6 @@ async def _send_problem(scope: Scope, send: Send, request_id: str, status: int, 
     }).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
-        (b"x-request-id", request_id.encode()), *SECURITY_HEADERS,
+        (b"x-request-id", request_id.encode()), (b"cache-control", b"no-store"), *SECURITY_HEADERS,
     ]})
     await send({"type": "http.response.body", "body": body})

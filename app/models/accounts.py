@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
+from pydantic import StringConstraints
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
@@ -71,7 +73,8 @@ class RefreshRequest(CreateModel):
 
 
 class UserCreate(CreateModel):
-    username: str = Field(regex=USERNAME_PATTERN)
+    # pattern via StringConstraints: SQLModel's Field(regex=...) is silently ignored under pydantic 2.
+    username: Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)] = Field(max_length=50)
     full_name: str | None = Field(default=None, min_length=1, max_length=50)
     password: str = Field(min_length=10, max_length=128)
     role: Role
