@@ -110,6 +110,8 @@ class Ctx:
 
 Build = Callable[[Ctx, Organization], Req]
 Cell = tuple[str, str]  # (role, target)
+# The organisations a list item belongs to (it is in scope when one of them is), for items without `org_id`.
+ItemOrgs = Callable[[Session, dict[str, Any]], list[int]]
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Case:
     auditor_writes: str | None = None
     # Why the request does not depend on the target (None: it does; sibling targets are 404).
     targetless: str | None = None
+    item_orgs: ItemOrgs | None = None
 
     def owner_key(self, role: str, target: str) -> str:
         if target == "in_scope":
@@ -141,6 +144,7 @@ CASES: dict[str, Case] = {}
 def case(
     operation_id: str, *, township_owner: str = "v1", expect: dict[Cell, Expect] | None = None,
     any_user: str | None = None, auditor_writes: str | None = None, targetless: str | None = None,
+    item_orgs: ItemOrgs | None = None,
 ) -> Callable[[Build], Build]:
     """Register the decorated builder as the matrix case of `operation_id`."""
 
@@ -153,6 +157,7 @@ def case(
         CASES[operation_id] = Case(
             operation_id=operation_id, build=build, module=build.__module__, township_owner=township_owner,
             expect=dict(expect or {}), any_user=any_user, auditor_writes=auditor_writes, targetless=targetless,
+            item_orgs=item_orgs,
         )
         return build
 
