@@ -132,6 +132,35 @@ def test_problem_raised_after_the_audit_write_rolls_back_too(
     assert db.scalar(select(User.id).where(User.username == "refused_late")) is None
 
 
+def test_personal_data_never_reaches_the_audit_log_or_its_export(
+    client: TestClient, world: World, db: Session
+) -> None:
+    from tests import pii_guard
+    from tests.factories import id_number
+
+    first, second, mobile = id_number(), id_number(), "139" + f"{next(_names):08d}"
+    h = world.auth("city")
+    body = {"org_id": world.v1.id, "name": "扎西", "gender": "male", "member_status": "full",
+            "joined_party_on": "2001-07-01", "id_number": first, "phone": mobile}
+    created = client.post("/api/v1/people", json=body, headers=h)
+    assert created.status_code == 201, created.text
+    url = f"/api/v1/people/{created.json()['id']}"
+    r = client.patch(url, json={"id_number": second}, headers={**h, "If-Match": created.headers["ETag"]})
+    assert r.status_code == 200, r.text
+    assert client.get(url, headers=world.auth("auditor")).json()["phone"] == mobile  # an audited unmasked read
+    entity = {"entity": "person", "entity_id": str(created.json()["id"])}
+    listed = client.get(URL, params=entity, headers=world.auth("auditor"))
+    exported = client.get(URL, params=entity, headers={**world.auth("auditor"), "Accept": "text/csv"})
+    assert {row["action"] for row in listed.json()["items"]} >= {"person.create", "person.update", "person.pii_read"}
+    for text_ in (listed.text, exported.text):
+        assert pii_guard.unmasked_values(text_) == []
+        for secret in (first, second, mobile, first[6:14]):
+            assert secret not in text_
+    for row in listed.json()["items"]:
+        keys = set(row["before"] or {}) | set(row["after"] or {})
+        assert not {k for k in keys if k.endswith(("_cipher", "_hash")) or k in {"id_number", "phone"}}, row
+
+
 # --- GET /audit-log ---------------------------------------------------------
 
 
