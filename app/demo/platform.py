@@ -403,9 +403,10 @@ def _insert_positions(session: Session, planned: list[PositionPlan], orgs: dict[
 def _insert_users(session: Session, planned: list[UserPlan], orgs: dict[str, tuple[int, str]]) -> int:
     existing = set(session.scalars(select(User.username).where(col(User.username).in_([u.username for u in planned]))))
     missing = [u for u in planned if u.username not in existing]
-    password = demo_password()
+    # They share one published password, so one (deliberately slow) argon2 hash serves them all.
+    password_hash = hash_password(demo_password()) if missing else ""
     for u in missing:
-        session.add(User(username=u.username, full_name=u.full_name, password_hash=hash_password(password),
+        session.add(User(username=u.username, full_name=u.full_name, password_hash=password_hash,
                          role=u.role, org_id=orgs[u.org_code][0]))
     return len(missing)
 
