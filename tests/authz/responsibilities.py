@@ -6,7 +6,7 @@ import datetime as dt
 
 from app.models.organizations import Organization
 from app.models.responsibilities.letters import LetterItem, ResponsibilityLetter
-from app.models.responsibilities.monthly import MonthlyList, MonthlyTask, TaskAssignment
+from app.models.responsibilities.monthly import MonthlyList, MonthlyTask, MonthlyTaskTarget, TaskAssignment
 from app.models.responsibilities.problems import Problem, QuarterlyInspection
 from tests.authz.registry import Ctx, Req, case, if_match, unique
 
@@ -134,8 +134,6 @@ def monthly_list(ctx: Ctx, owner: Organization, status: str = "draft") -> tuple[
                        deadline=dt.date(YEAR, 5, 31), target_mode="chosen")
     ctx.db.add(task)
     ctx.db.flush()
-    from app.models.responsibilities.monthly import MonthlyTaskTarget
-
     ctx.db.add(MonthlyTaskTarget(task_id=task.id, org_id=owner.id, subtree=False))
     ctx.db.flush()
     return lst, task
