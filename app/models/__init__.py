@@ -2,4 +2,14 @@
 
 from app.core import db as _db  # noqa: F401  (naming convention first)
 from app.core import idempotency as _idempotency  # noqa: F401  (the idempotency_key table)
-from app.models import accounts, audit, funds, organizations, people, posts, responsibilities, standards  # noqa: F401
+from app.models import (  # noqa: F401
+    accounts,
+    audit,
+    evaluations,
+    funds,
+    organizations,
+    people,
+    posts,
+    responsibilities,
+    standards,
+)

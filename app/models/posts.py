@@ -64,13 +64,13 @@ def _parse_hours(value: Any) -> Decimal:
 Hours = Annotated[
     Decimal,
     BeforeValidator(_parse_hours),
-    PlainSerializer(lambda d: f"{d:.1f}", return_type=str),
+    PlainSerializer(lambda d: f"{d:.1f}", return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": r"^\d{1,2}(\.\d)?$", "examples": ["2.5"]}),
 ]
 
 DecimalOut = Annotated[
     Decimal,
-    PlainSerializer(lambda d: f"{d:.2f}", return_type=str),
+    PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": r"^-?\d+\.\d{2}$", "examples": ["87.50"]}),
 ]
 

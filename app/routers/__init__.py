@@ -2,7 +2,18 @@
 
 from fastapi import APIRouter
 
-from app.routers import accounts, audit, funds, meta, organizations, people, posts, responsibilities, standards
+from app.routers import (
+    accounts,
+    audit,
+    evaluations,
+    funds,
+    meta,
+    organizations,
+    people,
+    posts,
+    responsibilities,
+    standards,
+)
 
 ROUTERS: list[APIRouter] = [
     meta.router,
@@ -17,4 +28,5 @@ ROUTERS: list[APIRouter] = [
     *standards.ROUTERS,
     *responsibilities.ROUTERS,
     *funds.ROUTERS,
+    *evaluations.ROUTERS,
 ]

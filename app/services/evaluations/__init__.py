@@ -1,0 +1,1 @@
+"""Evaluations: dual evaluations of village cadres, democratic evaluation of members, secretaries' appraisals."""
