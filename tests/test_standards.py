@@ -705,3 +705,27 @@ def test_lists_are_scoped_and_filtered(client: TestClient, world: World, db: Ses
     assert r.status_code == 422
     csv = client.get(f"{API}/venue-investments", headers={**world.auth("t1"), "Accept": "text/csv"})
     assert csv.status_code == 200 and "100000.00" in csv.text
+
+
+# =============================================================================================== demo data
+
+
+def test_demo_seed_is_complete_and_idempotent(db: Session, world: World) -> None:
+    from app.demo.standards import seed_standards
+
+    first = seed_standards(db)
+    assert first["standard_sets"] == 7 and first["standard_items"] == 7 * 19
+    assert first["audits"] == 2 * 3  # self-assessment and review of v1, v1b, v2
+    assert first["meeting_records"] > 100 and first["venue_investments"] > 0
+    assert all(v == 0 for v in seed_standards(db).values())
+    sets = list(db.scalars(select(StandardSet).where(StandardSet.year == 2019)))
+    assert {s.status for s in sets} == {"published"} and len({s.domain for s in sets}) == 7
+    for s in sets:
+        assert sum(i.max_score for i in db.scalars(select(StandardItem).where(StandardItem.set_id == s.id))) == 100
+    total = db.scalar(select(func.sum(VenueInvestment.amount_fen)))
+    assert total == 100_000_000_00  # 1 亿元 over three years
+    backward = list(db.scalars(select(StandardAudit).where(StandardAudit.kind == "review",
+                                                           StandardAudit.rating == "backward")))
+    problems = db.scalar(select(func.count()).select_from(Problem).where(
+        Problem.link_id.in_([a.id for a in backward]), Problem.source == "standards_audit"))
+    assert backward and problems == 3 * len(backward)

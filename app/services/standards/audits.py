@@ -339,10 +339,18 @@ def finalize(session: Session, actor: Actor, a: StandardAudit, org: Organization
     return a
 
 
-def _open_problems(session: Session, actor: Actor, a: StandardAudit, org: Organization, std: StandardSet,
-                   items: list[StandardItem], scores: dict[int, AuditScore]) -> None:
-    from app.services.responsibilities import open_problem
+@dataclass(frozen=True)
+class BackwardProblem:
+    aspect: Aspect
+    origin_key: str
+    description: str
+    deadline: dt.date
 
+
+def backward_problems(a: StandardAudit, std: StandardSet, items: list[StandardItem],
+                      scores: dict[int, AuditScore]) -> list[BackwardProblem]:
+    """The problems a backward review opens: one per aspect below the set's backward threshold."""
+    out = []
     for aspect in _aspect_scores(items, scores, std):
         if not aspect.below_backward_threshold:
             continue
@@ -353,10 +361,19 @@ def _open_problems(session: Session, actor: Actor, a: StandardAudit, org: Organi
             f"（{aspect.percentage}%），低于后进线 {std.compliant_min_pct}%。"
             + (f"失分项：{'、'.join(weak)}。" if weak else "")
         )
+        out.append(BackwardProblem(aspect=aspect.aspect, origin_key=f"standards_audit:{a.id}:{aspect.aspect.value}",
+                                   description=description[:2000], deadline=dt.date(a.year + 1, 6, 30)))
+    return out
+
+
+def _open_problems(session: Session, actor: Actor, a: StandardAudit, org: Organization, std: StandardSet,
+                   items: list[StandardItem], scores: dict[int, AuditScore]) -> None:
+    from app.services.responsibilities import open_problem
+
+    for spec in backward_problems(a, std, items, scores):
         open_problem(
-            session, actor, org_id=org.id, year=a.year, source=PROBLEM_SOURCE,
-            description=description[:2000], deadline=dt.date(a.year + 1, 6, 30),
-            link_entity=LINK_ENTITY, link_id=a.id, origin_key=f"standards_audit:{a.id}:{aspect.aspect.value}",
+            session, actor, org_id=org.id, year=a.year, source=PROBLEM_SOURCE, description=spec.description,
+            deadline=spec.deadline, link_entity=LINK_ENTITY, link_id=a.id, origin_key=spec.origin_key,
         )
 
 
