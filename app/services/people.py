@@ -273,6 +273,8 @@ def update_fields(
     a position starting after that day makes the change a 409 (`position_starts_after_leaving`). A person
     may come back to active (transferred back in, a removal corrected), which clears `left_on` but reopens
     no position; a deceased person's status is final (409 `person_deceased`).
+    While an ID number is on record the birth date follows it: a new number brings its birth date, and
+    the birth date alone cannot be edited (422).
     """
     changes = data.model_dump(exclude_unset=True)
     for required in ("name", "gender", "member_status", "status", "org_id"):
@@ -288,16 +290,16 @@ def update_fields(
             pii.update(_pii_columns(kind, changes.pop(kind)))
     _check_unique_pii(session, actor, pii, own_id=person.id)
     birth_date = changes.get("birth_date", person.birth_date)
-    if "birth_date" in changes or "id_number_cipher" in pii:
-        id_number = data.id_number if "id_number_cipher" in pii else (
-            decrypt_pii(person.id_number_cipher) if person.id_number_cipher else None
-        )
-        if id_number is not None:
-            from_id = _birth_date_of(id_number)
-            if "birth_date" not in changes:
-                changes["birth_date"] = birth_date = from_id
-            elif birth_date != from_id:
-                raise invalid(["body", "birth_date"], "the birth date differs from the one in the ID number")
+    if "id_number_cipher" in pii and data.id_number is not None:
+        from_id = _birth_date_of(data.id_number)
+        if "birth_date" not in changes:
+            changes["birth_date"] = birth_date = from_id
+        elif birth_date != from_id:
+            raise invalid(["body", "birth_date"], "the birth date differs from the one in the ID number")
+    elif "birth_date" in changes and "id_number_cipher" not in pii and person.id_number_cipher:
+        # Refused whatever the value: comparing it with the stored number would let a caller
+        # without pii_read find the hidden birth date (and with the masked number, the whole number).
+        raise invalid(["body", "birth_date"], "the birth date comes from the ID number: change the ID number instead")
     _check_membership(changes.get("member_status", person.member_status),
                       changes.get("joined_party_on", person.joined_party_on), birth_date)
 
@@ -476,7 +478,10 @@ def create_position(session: Session, actor: Actor, data: PositionCreate) -> Pos
 
 
 def end_position(session: Session, actor: Actor, position: Position, ended_on: dt.date) -> Position:
-    """End an open position on `ended_on` (inclusive: the last day held); 409 if it already has an end."""
+    """End an open position on `ended_on` (inclusive: the last day held); 409 if it already has an end.
+
+    Whoever sees the position may end it: its organisation's side or its holder's side (the holder's
+    home organisation ends a resident first secretary's posting when calling them back)."""
     if ended_on < position.started_on:
         raise invalid(["body", "ended_on"], "ended_on must not be before started_on")
     if position.ended_on is not None:
