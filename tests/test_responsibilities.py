@@ -824,3 +824,17 @@ def test_sort_whitelist_and_bounds(client: TestClient, world: World) -> None:
     assert client.get(f"{LISTS}/quarterly-review", params={"year": 2019, "quarter": 5}, headers=h).status_code == 422
     assert client.get(f"{PROBLEMS}/{2**31}", headers=h).status_code == 422
     assert client.get(f"{LETTERS}/999999", headers=h).status_code == 404
+
+
+def test_demo_seed_is_idempotent_and_covers_every_status(db: Session, world: World) -> None:
+    from app.demo import responsibilities as demo
+
+    first = demo.seed(db)
+    assert first["letters"] and first["monthly_lists"] == 2 and first["assignments"] and first["problems"]
+    assert not any(demo.seed(db).values())
+    statuses = set(db.scalars(select(Problem.status).where(Problem.year == 2018)))
+    assert statuses == {"open", "rectifying", "submitted", "verified"}
+    assert _count(db, Problem, Problem.escalated_at.is_not(None)) == 1
+    assert _count(db, ResponsibilityLetter, ResponsibilityLetter.status == "settled") > 0
+    late = _count(db, TaskAssignment, TaskAssignment.status == "done", TaskAssignment.done_on > TaskAssignment.deadline)
+    assert late > 0
