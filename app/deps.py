@@ -24,9 +24,22 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
+# Mark a GET that writes (an audited read of personal data) with openapi_extra=AUDITED_READ:
+# on SQLite its transaction then takes the write lock up front like any other write.
+AUDITED_READ = {"x-audited-read": True}
+
+
+def _writes(request: Request) -> bool:
+    if request.method in WRITE_METHODS:
+        return True
+    route = request.scope.get("route")
+    extra = getattr(route, "openapi_extra", None) or {}
+    return bool(extra.get("x-audited-read"))
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request, committed once before the response is sent."""
-    session = new_session(write=request.method in WRITE_METHODS)
+    session = new_session(write=_writes(request))
     try:
         yield session
         session.commit()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from app.core.errors import invalid, problem_responses
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
-from app.deps import ItemId, OptionalIdQuery, PeopleRead, PeopleWrite, SessionDep
+from app.deps import AUDITED_READ, ItemId, OptionalIdQuery, PeopleRead, PeopleWrite, SessionDep
 from app.models.common import date_in_range
 from app.models.people import (
     Gender,
@@ -54,7 +54,7 @@ def _day(value: dt.date | None, name: str) -> dt.date:
 
 
 @people.get(
-    "", response_model=Page[PersonPublic], operation_id="people_list",
+    "", response_model=Page[PersonPublic], operation_id="people_list", openapi_extra=AUDITED_READ,
     summary="List people in scope (ID and phone masked without pii_read)",
     responses={**READ_ERRORS, **CSV_RESPONSE_DOC},
 )
@@ -91,7 +91,7 @@ def lookup_person(body: PersonLookup, session: SessionDep, actor: PeopleRead, re
 
 
 @people.get(
-    "/{person_id}", response_model=PersonPublic, operation_id="people_get",
+    "/{person_id}", response_model=PersonPublic, operation_id="people_get", openapi_extra=AUDITED_READ,
     summary="Get a person (ID and phone masked without pii_read)", responses=READ_ERRORS,
 )
 def get_person(person_id: ItemId, session: SessionDep, actor: PeopleRead, response: Response) -> Any:
