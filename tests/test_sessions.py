@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
-from fastapi.routing import APIRoute
-from starlette.requests import Request
+from typing import Any
 
-from app.deps import _writes
+import pytest
+from fastapi.testclient import TestClient
+
+import app.deps as deps
 from app.main import app
+from tests.factories import World
 
 
-def _request(method: str, operation_id: str) -> Request:
-    route = next(r for r in app.routes if isinstance(r, APIRoute) and r.operation_id == operation_id)
-    return Request({"type": "http", "method": method, "headers": [], "route": route, "path": route.path})
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    seen: list[bool] = []
+    original = deps.new_session
+
+    def recording(*, write: bool = False) -> Any:
+        seen.append(write)
+        return original(write=write)
+
+    monkeypatch.setattr(deps, "new_session", recording)
+    return seen
 
 
-def test_writes_open_a_writing_transaction() -> None:
-    assert _writes(_request("POST", "organizations_create"))
-    assert _writes(_request("PATCH", "organizations_update"))
+def test_writes_open_a_writing_transaction(client: TestClient, world: World, opened: list[bool]) -> None:
+    r = client.patch(f"/api/v1/organizations/{world.v1.id}", json={"name": "x"}, headers=world.auth("t1"))
+    assert r.status_code == 428
+    assert opened == [True]
 
 
-def test_plain_reads_do_not() -> None:
-    assert not _writes(_request("GET", "organizations_list"))
+def test_plain_reads_do_not(client: TestClient, world: World, opened: list[bool]) -> None:
+    assert client.get("/api/v1/organizations", headers=world.auth("city")).status_code == 200
+    assert opened == [False]
 
 
-def test_audited_reads_of_personal_data_do() -> None:
+def test_audited_reads_of_personal_data_do(client: TestClient, world: World, opened: list[bool]) -> None:
     # A GET by a pii_read role appends an audit row: it must not start as a read transaction.
-    assert _writes(_request("GET", "people_get"))
-    assert _writes(_request("GET", "people_list"))
-    spec = app.openapi()
-    assert spec["paths"]["/api/v1/people/{person_id}"]["get"]["x-audited-read"] is True
+    assert client.get("/api/v1/people", headers=world.auth("auditor")).status_code == 200
+    assert opened == [True]
+    assert app.openapi()["paths"]["/api/v1/people/{person_id}"]["get"]["x-audited-read"] is True
