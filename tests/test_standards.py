@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditLog
+from app.models.organizations import Organization
 from app.models.responsibilities import Problem
 from app.models.standards import (
     AuditScore,
@@ -705,6 +706,38 @@ def test_lists_are_scoped_and_filtered(client: TestClient, world: World, db: Ses
     assert r.status_code == 422
     csv = client.get(f"{API}/venue-investments", headers={**world.auth("t1"), "Accept": "text/csv"})
     assert csv.status_code == 200 and "100000.00" in csv.text
+
+
+def test_lists_issue_a_fixed_number_of_queries(client: TestClient, world: World, db: Session,
+                                               engine: Engine) -> None:
+    std = make_standard_set(db, domain="community")
+    make_audit(db, world.v1, std, score=5)
+    make_meeting(db, world.v1, "activity_day", dt.date(2019, 1, 5))
+    paths = ("audits", "meeting-records", "facilities", "venue-investments", "standard-sets")
+
+    def counts() -> list[int]:
+        out = []
+        for path in paths:
+            with count_statements(engine) as seen:
+                assert client.get(f"{API}/{path}", headers=world.auth("t1")).status_code == 200
+            out.append(len(seen))
+        return out
+
+    few = counts()
+    for n in range(12):
+        make_audit(db, world.v1b, make_standard_set(db, domain="community"), score=n % 10)
+        make_meeting(db, world.v1b, "activity_day", dt.date(2019, 1, n + 1))
+        make_investment(db, world.v1b, year=2000 + n)
+    make_facility(db, world.v1b)
+    assert counts() == few
+
+
+def test_a_dissolved_organisation_gets_no_new_audit(client: TestClient, world: World, db: Session) -> None:
+    std = make_standard_set(db, domain="community")
+    db.get(Organization, world.v1b.id).status = "dissolved"  # type: ignore[union-attr]
+    db.flush()
+    r = create_audit(client, world, "t1", world.v1b.id, std, "review")
+    assert r.status_code == 409 and r.json()["code"] == "organization_dissolved"
 
 
 # =============================================================================================== demo data

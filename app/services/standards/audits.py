@@ -23,7 +23,7 @@ from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
 from app.core.versioning import versioned_update
-from app.models.organizations import Organization, OrgLevel
+from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.standards import (
     Aspect,
     AspectScore,
@@ -206,6 +206,8 @@ def create(session: Session, actor: Actor, data: AuditCreate) -> StandardAudit:
         raise conflict("set_not_published", f"Standard set {std.id} is {std.status}; audits use a published set.")
     if org.level == OrgLevel.city:
         raise invalid(["body", "org_id"], "the city has no level above to review it")
+    if org.status != OrgStatus.active:
+        raise conflict("organization_dissolved", f"Organisation {org.id} is dissolved.")
     probe = StandardAudit(org_id=org.id, set_id=std.id, year=data.year, quarter=data.quarter,
                           period=period_key(data.year, data.quarter), kind=data.kind)
     _require_author(actor, probe, org)
