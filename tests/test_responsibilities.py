@@ -17,7 +17,6 @@ from app.core.scope import Actor
 from app.models.audit import AuditLog
 from app.models.organizations import Organization
 from app.models.responsibilities import (
-    AssignmentEvent,
     LetterItem,
     MonthlyList,
     Problem,
@@ -25,6 +24,7 @@ from app.models.responsibilities import (
     QuarterlyInspection,
     ResponsibilityLetter,
     TaskAssignment,
+    TaskAssignmentEvent,
 )
 from app.services import responsibilities as svc
 from app.services.responsibilities import clock
@@ -446,7 +446,7 @@ def test_issued_list_is_amended_not_edited(client: TestClient, world: World, db:
     statuses = dict(db.execute(select(TaskAssignment.org_id, TaskAssignment.status)
                                .where(TaskAssignment.task_id == gang)).tuples().all())
     assert statuses == {world.t1.id: "cancelled", world.v1.id: "done", world.v1b.id: "cancelled"}
-    history = db.scalars(select(AssignmentEvent.note).where(AssignmentEvent.to_status == "cancelled")).all()
+    history = db.scalars(select(TaskAssignmentEvent.note).where(TaskAssignmentEvent.to_status == "cancelled")).all()
     assert history == ["与专项行动重复", "与专项行动重复"]
     assert client.post(f"{url}/tasks/{gang}/cancel", json={"reason": "x"}, headers=h).status_code == 409
 

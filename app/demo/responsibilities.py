@@ -29,8 +29,6 @@ from app.models.accounts import User
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.people import Position, PositionTitle
 from app.models.responsibilities import (
-    AssignmentEvent,
-    AssignmentStatus,
     LetterItem,
     LetterKind,
     LetterStatus,
@@ -46,6 +44,8 @@ from app.models.responsibilities import (
     ResponsibilityLetter,
     TargetMode,
     TaskAssignment,
+    TaskAssignmentEvent,
+    TaskAssignmentStatus,
     TaskCategory,
 )
 
@@ -155,6 +155,9 @@ def seed(session: Session) -> dict[str, int]:
     counts |= _seed_problems(session, orgs, codes, users)
     session.flush()
     return counts
+
+
+seed_responsibilities = seed
 
 
 # --- letters ---------------------------------------------------------------------------------------------
@@ -290,31 +293,32 @@ def _seed_lists(session: Session, orgs: list[Any], codes: dict[str, int],
         ids = session.scalars(insert(TaskAssignment).returning(TaskAssignment.id, sort_by_parameter_order=True),
                               assignments).all()
         events = [
-            {"assignment_id": aid, "at": a["updated_at"], "user_id": None, "from_status": AssignmentStatus.pending,
+            {"assignment_id": aid, "at": a["updated_at"], "user_id": None, "from_status": TaskAssignmentStatus.pending,
              "to_status": a["status"], "note": a["progress_note"]}
-            for aid, a in zip(ids, assignments, strict=True) if a["status"] != AssignmentStatus.pending
+            for aid, a in zip(ids, assignments, strict=True) if a["status"] != TaskAssignmentStatus.pending
         ]
         if events:
-            session.execute(insert(AssignmentEvent), events)
+            session.execute(insert(TaskAssignmentEvent), events)
         counts["assignments"] += len(assignments)
     return counts
 
 
 def _assignment(rng: random.Random, lst: MonthlyList, task: MonthlyTask, org_id: int) -> dict[str, Any]:
     roll, days = rng.random(), rng.randrange(1, 16)
-    status, done_on, note = AssignmentStatus.pending, None, None
+    status, done_on, note = TaskAssignmentStatus.pending, None, None
     if roll < 0.6:
-        status, done_on, note = AssignmentStatus.done, task.deadline - dt.timedelta(days=days % 10), "已按时完成"
+        status, done_on, note = TaskAssignmentStatus.done, task.deadline - dt.timedelta(days=days % 10), "已按时完成"
     elif roll < 0.75:
-        status, done_on, note = AssignmentStatus.done, task.deadline + dt.timedelta(days=days), "逾期完成"
+        status, done_on, note = TaskAssignmentStatus.done, task.deadline + dt.timedelta(days=days), "逾期完成"
     elif roll < 0.9:
-        status, note = AssignmentStatus.in_progress, "正在推进"
+        status, note = TaskAssignmentStatus.in_progress, "正在推进"
     done_on = min(done_on, dt.date(YEAR, 12, 31)) if done_on else None
     changed = _at(done_on) if done_on else _at(task.deadline - dt.timedelta(days=5))
     return {"task_id": task.id, "list_id": lst.id, "org_id": org_id, "month": lst.month, "category": task.category,
             "deadline": task.deadline, "status": status, "progress_note": note,
             "done_at": _at(done_on, 17) if done_on else None, "done_on": done_on, "reopen_count": 0, "version": 1,
-            "created_at": lst.issued_at, "updated_at": changed if status != AssignmentStatus.pending else lst.issued_at}
+            "created_at": lst.issued_at,
+            "updated_at": changed if status != TaskAssignmentStatus.pending else lst.issued_at}
 
 
 # --- problems --------------------------------------------------------------------------------------------

@@ -9,14 +9,14 @@ from app.models.responsibilities.letters import (
     ResponsibilityLetter,
 )
 from app.models.responsibilities.monthly import (
-    AssignmentEvent,
-    AssignmentStatus,
     MonthlyList,
     MonthlyListStatus,
     MonthlyTask,
     MonthlyTaskTarget,
     TargetMode,
     TaskAssignment,
+    TaskAssignmentEvent,
+    TaskAssignmentStatus,
     TaskStatus,
 )
 from app.models.responsibilities.problems import (
@@ -28,8 +28,24 @@ from app.models.responsibilities.problems import (
 )
 
 __all__ = [
-    "AssignmentEvent", "AssignmentStatus", "ItemOutcome", "LetterItem", "LetterKind", "LetterStatus",
-    "MonthlyList", "MonthlyListStatus", "MonthlyTask", "MonthlyTaskTarget", "Problem", "ProblemRejection",
-    "ProblemSource", "ProblemStatus", "QuarterlyInspection", "ResponsibilityLetter", "TargetMode",
-    "TaskAssignment", "TaskCategory", "TaskStatus",
+    "ItemOutcome",
+    "LetterItem",
+    "LetterKind",
+    "LetterStatus",
+    "MonthlyList",
+    "MonthlyListStatus",
+    "MonthlyTask",
+    "MonthlyTaskTarget",
+    "Problem",
+    "ProblemRejection",
+    "ProblemSource",
+    "ProblemStatus",
+    "QuarterlyInspection",
+    "ResponsibilityLetter",
+    "TargetMode",
+    "TaskAssignment",
+    "TaskAssignmentEvent",
+    "TaskAssignmentStatus",
+    "TaskCategory",
+    "TaskStatus",
 ]

@@ -41,7 +41,7 @@ class TaskStatus(LabeledEnum):
     cancelled = "cancelled", "已取消", "Cancelled"
 
 
-class AssignmentStatus(LabeledEnum):
+class TaskAssignmentStatus(LabeledEnum):
     pending = "pending", "未开始", "Pending"
     in_progress = "in_progress", "推进中", "In progress"
     done = "done", "已完成", "Done"
@@ -118,7 +118,7 @@ class TaskAssignment(SQLModel, table=True):
     month: str = Field(max_length=7, index=True)
     category: TaskCategory = enum_field(index=True)
     deadline: dt.date = Field(index=True)
-    status: AssignmentStatus = enum_field(AssignmentStatus.pending, index=True)
+    status: TaskAssignmentStatus = enum_field(TaskAssignmentStatus.pending, index=True)
     progress_note: str | None = Field(default=None, max_length=NOTE)
     done_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     done_on: dt.date | None = Field(default=None, description="The local date it was reported done")
@@ -128,7 +128,7 @@ class TaskAssignment(SQLModel, table=True):
     updated_at: dt.datetime = updated_at_field()
 
 
-class AssignmentEvent(SQLModel, table=True):
+class TaskAssignmentEvent(SQLModel, table=True):
     """The history of an assignment: every report, reopening and cancellation."""
 
     __tablename__ = "task_assignment_event"
@@ -137,8 +137,8 @@ class AssignmentEvent(SQLModel, table=True):
     assignment_id: int = Field(foreign_key="task_assignment.id", index=True)
     at: dt.datetime = created_at_field()
     user_id: int | None = Field(default=None, foreign_key="user_account.id")
-    from_status: AssignmentStatus = enum_field()
-    to_status: AssignmentStatus = enum_field()
+    from_status: TaskAssignmentStatus = enum_field()
+    to_status: TaskAssignmentStatus = enum_field()
     note: str | None = Field(default=None, max_length=NOTE)
 
 
@@ -254,22 +254,22 @@ class MonthlyListDetail(MonthlyListPublic):
 
 
 class ProgressReport(CreateModel):
-    status: AssignmentStatus = Field(description="in_progress or done")
+    status: TaskAssignmentStatus = Field(description="in_progress or done")
     note: str | None = Field(default=None, max_length=NOTE)
 
     @field_validator("status")
     @classmethod
-    def _reportable(cls, v: AssignmentStatus) -> AssignmentStatus:
-        if v not in (AssignmentStatus.in_progress, AssignmentStatus.done):
+    def _reportable(cls, v: TaskAssignmentStatus) -> TaskAssignmentStatus:
+        if v not in (TaskAssignmentStatus.in_progress, TaskAssignmentStatus.done):
             raise ValueError("an assignee reports in_progress or done")
         return v
 
 
-class AssignmentReopen(CreateModel):
+class TaskAssignmentReopen(CreateModel):
     reason: str = Field(min_length=1, max_length=NOTE)
 
 
-class AssignmentPublic(SQLModel):
+class TaskAssignmentPublic(SQLModel):
     id: int
     task_id: int
     list_id: int
@@ -279,7 +279,7 @@ class AssignmentPublic(SQLModel):
     month: str
     category: TaskCategory
     deadline: dt.date
-    status: AssignmentStatus
+    status: TaskAssignmentStatus
     progress_note: str | None
     done_at: dt.datetime | None
     done_on: dt.date | None
@@ -292,17 +292,17 @@ class AssignmentPublic(SQLModel):
     updated_at: dt.datetime
 
 
-class AssignmentEventPublic(SQLModel):
+class TaskAssignmentEventPublic(SQLModel):
     id: int
     at: dt.datetime
     user_id: int | None
-    from_status: AssignmentStatus
-    to_status: AssignmentStatus
+    from_status: TaskAssignmentStatus
+    to_status: TaskAssignmentStatus
     note: str | None
 
 
-class AssignmentDetail(AssignmentPublic):
-    events: list[AssignmentEventPublic]
+class TaskAssignmentDetail(TaskAssignmentPublic):
+    events: list[TaskAssignmentEventPublic]
 
 
 class QuarterlyReviewRow(SummaryOrg):

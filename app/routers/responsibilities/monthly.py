@@ -19,10 +19,6 @@ from app.deps import (
 )
 from app.models.responsibilities.common import TaskCategory
 from app.models.responsibilities.monthly import (
-    AssignmentDetail,
-    AssignmentPublic,
-    AssignmentReopen,
-    AssignmentStatus,
     MonthlyListCreate,
     MonthlyListDetail,
     MonthlyListPublic,
@@ -31,6 +27,10 @@ from app.models.responsibilities.monthly import (
     MonthlyTaskPublic,
     ProgressReport,
     QuarterlyReview,
+    TaskAssignmentDetail,
+    TaskAssignmentPublic,
+    TaskAssignmentReopen,
+    TaskAssignmentStatus,
     TaskCancel,
     TaskCreate,
     TaskUpdate,
@@ -176,7 +176,7 @@ def cancel_task(list_id: ItemId, task_id: ItemId, body: TaskCancel, session: Ses
 # ---------------------------------------------------------------- assignments
 
 
-def _assignment(session: SessionDep, assignment_id: int | None, response: Response) -> AssignmentDetail:
+def _assignment(session: SessionDep, assignment_id: int | None, response: Response) -> TaskAssignmentDetail:
     assert assignment_id is not None
     out = service.assignment_detail(session, assignment_id)
     set_etag(response, out.version)
@@ -184,12 +184,12 @@ def _assignment(session: SessionDep, assignment_id: int | None, response: Respon
 
 
 @assignments.get(
-    "", response_model=Page[AssignmentPublic], operation_id="assignments_list",
+    "", response_model=Page[TaskAssignmentPublic], operation_id="assignments_list",
     summary="List task assignments in scope", responses={**READ_ERRORS, **CSV_RESPONSE_DOC},
 )
 def list_assignments(
     request: Request, session: SessionDep, actor: ListsRead, page: PageDep,
-    month: MonthQuery = None, status: AssignmentStatus | None = None,
+    month: MonthQuery = None, status: TaskAssignmentStatus | None = None,
     overdue: Annotated[bool | None, Query(description="Deadline passed and not done, as of today")] = None,
     category: TaskCategory | None = None, list_id: OptionalIdQuery = None, task_id: OptionalIdQuery = None,
     org_id: OptionalIdQuery = None, subtree: Subtree = False,
@@ -198,11 +198,11 @@ def list_assignments(
     filters = service.AssignmentFilters(month=month, status=status, overdue=overdue, category=category,
                                         list_id=list_id, task_id=task_id, org_id=org_id, subtree=subtree)
     items, total = service.list_assignments(session, actor, filters, page)
-    return respond(request, AssignmentPublic, items, total, page, filename="assignments")
+    return respond(request, TaskAssignmentPublic, items, total, page, filename="assignments")
 
 
 @assignments.get(
-    "/{assignment_id}", response_model=AssignmentDetail, operation_id="assignments_get",
+    "/{assignment_id}", response_model=TaskAssignmentDetail, operation_id="assignments_get",
     summary="Get an assignment with its history", responses=READ_ERRORS,
 )
 def get_assignment(assignment_id: ItemId, session: SessionDep, actor: ListsRead, response: Response) -> Any:
@@ -211,7 +211,7 @@ def get_assignment(assignment_id: ItemId, session: SessionDep, actor: ListsRead,
 
 
 @assignments.post(
-    "/{assignment_id}/progress", response_model=AssignmentDetail, operation_id="assignments_report",
+    "/{assignment_id}/progress", response_model=TaskAssignmentDetail, operation_id="assignments_report",
     summary="Report progress: in_progress or done (the assigned organisation itself)", responses=WRITE_ERRORS,
 )
 def report_progress(assignment_id: ItemId, body: ProgressReport, session: SessionDep, actor: AssignmentsReport,
@@ -222,10 +222,10 @@ def report_progress(assignment_id: ItemId, body: ProgressReport, session: Sessio
 
 
 @assignments.post(
-    "/{assignment_id}/reopen", response_model=AssignmentDetail, operation_id="assignments_reopen",
+    "/{assignment_id}/reopen", response_model=TaskAssignmentDetail, operation_id="assignments_reopen",
     summary="Reopen a done assignment with a reason (the level above)", responses=WRITE_ERRORS,
 )
-def reopen_assignment(assignment_id: ItemId, body: AssignmentReopen, session: SessionDep, actor: AssignmentsReopen,
+def reopen_assignment(assignment_id: ItemId, body: TaskAssignmentReopen, session: SessionDep, actor: AssignmentsReopen,
                       response: Response) -> Any:
     a, org = service.get_assignment(session, actor, assignment_id)
     service.reopen(session, actor, a, org, body.reason)
