@@ -160,3 +160,13 @@ FundsRequest = Annotated[Actor, _needs(P.funds_request)]
 FundsApprove = Annotated[Actor, _needs(P.funds_approve)]
 DuesRead = Annotated[Actor, _needs(P.dues_read)]
 DuesWrite = Annotated[Actor, _needs(P.dues_write)]
+
+# training
+TrainingRead = Annotated[Actor, _needs(P.training_read)]
+TrainingManage = Annotated[Actor, _needs(P.training_manage)]
+TrainingWrite = Annotated[Actor, _needs(P.training_write)]
+
+# frontline
+FrontlineRead = Annotated[Actor, _needs(P.frontline_read)]
+FrontlineManage = Annotated[Actor, _needs(P.frontline_manage)]
+FrontlineWrite = Annotated[Actor, _needs(P.frontline_write)]

@@ -66,6 +66,15 @@ class Permission(LabeledEnum):
     funds_approve = "funds_approve", "审批经费", "Approve, pay and reverse disbursements; commit and pay runs"
     dues_read = "dues_read", "查看党费", "Read party dues profiles, payments, statements and arrears"
     dues_write = "dues_write", "管理党费", "Record dues profiles, payments, reductions and arrears decisions"
+    # training
+    training_read = "training_read", "查看教育培训", "Read training classes, coverage, schools and compliance"
+    training_manage = "training_manage", "管理教育培训", \
+        "Run training classes and schools; set the yearly target and the schools' monthly minimum"
+    training_write = "training_write", "记录培训", "Enrol people, record attendance and school sessions"
+    # frontline
+    frontline_read = "frontline_read", "查看一线攻坚", "Read frontline work groups, schedules and visits"
+    frontline_manage = "frontline_manage", "管理一线攻坚", "Form work groups, pair villages, add and remove members"
+    frontline_write = "frontline_write", "记录一线走访", "Record visits (and open the problems they found)"
 
 
 P = Permission
@@ -131,6 +140,20 @@ ROLE_PERMISSIONS[Role.township_admin] |= _FUNDS_READ | {P.funds_manage, P.funds_
                                                         P.dues_write}
 ROLE_PERMISSIONS[Role.village_admin] |= _FUNDS_READ | {P.funds_request, P.dues_write}
 ROLE_PERMISSIONS[Role.auditor] |= _FUNDS_READ
+
+# training: the city runs the classes and schools and sets the target and minimum; every level enrols its people,
+# records attendance and its schools' sessions in its scope; auditors read.
+ROLE_PERMISSIONS[Role.city_admin] |= {P.training_read, P.training_manage, P.training_write}
+ROLE_PERMISSIONS[Role.township_admin] |= {P.training_read, P.training_write}
+ROLE_PERMISSIONS[Role.village_admin] |= {P.training_read, P.training_write}
+ROLE_PERMISSIONS[Role.auditor] |= {P.training_read}
+
+# frontline: the city forms the work groups and their membership; townships and villages record the visits to
+# their villages; auditors read.
+ROLE_PERMISSIONS[Role.city_admin] |= {P.frontline_read, P.frontline_manage, P.frontline_write}
+ROLE_PERMISSIONS[Role.township_admin] |= {P.frontline_read, P.frontline_write}
+ROLE_PERMISSIONS[Role.village_admin] |= {P.frontline_read, P.frontline_write}
+ROLE_PERMISSIONS[Role.auditor] |= {P.frontline_read}
 
 
 def permissions_for(role: str) -> frozenset[Permission]:

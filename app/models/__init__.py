@@ -6,10 +6,12 @@ from app.models import (  # noqa: F401
     accounts,
     audit,
     evaluations,
+    frontline,
     funds,
     organizations,
     people,
     posts,
     responsibilities,
     standards,
+    training,
 )
