@@ -796,3 +796,33 @@ def test_list_endpoints_use_a_fixed_number_of_statements(
     with count_statements(engine) as many:
         assert ok(client.get(ENTRIES, headers=world.auth("v1")))["total"] == 8
     assert len(few) == len(many)
+
+
+# ---------------------------------------------------------------------------
+# Demo data
+
+
+def test_demo_seeds_are_idempotent_and_hold_the_rules(db: Session, world: World) -> None:
+    from app.demo import evaluations as demo_evaluations
+    from app.demo import posts as demo_posts
+
+    for org in (world.v1, world.v1b, world.v2):
+        for i in range(6):
+            make_person(db, org, name=f"示范{i}", member_status="probationary" if i == 0 else "full")
+        cadre(db, org, name="书记", title="secretary")
+        cadre(db, org, name="委员")
+    posts_first, evaluations_first = demo_posts.seed(db), demo_evaluations.seed(db)
+    assert posts_first["duty posts"] == 9 and posts_first["post assignments"] > 0
+    assert evaluations_first["dual evaluations"] == 2  # every cadre of 姑咱镇's village
+    assert evaluations_first["democratic evaluations"] == 2 and evaluations_first["disposal cases"] == 1
+    assert evaluations_first["debriefing appraisals"] == 3 and evaluations_first["secretary assessments"] == 12
+    assert not any(demo_posts.seed(db).values()) and not any(demo_evaluations.seed(db).values())
+    assert db.scalar(select(func.count()).select_from(DutyPost).where(DutyPost.filled > DutyPost.capacity)) == 0
+    over = db.execute(select(PostAssignment.person_id).where(
+        PostAssignment.status.in_(["applied", "proposed", "active"]))  # type: ignore[attr-defined]
+        .group_by(PostAssignment.person_id).having(func.count() > 2)).all()
+    assert over == []
+    holders = set(db.scalars(select(PostAssignment.person_id)))
+    assert not holders & set(db.scalars(select(Position.person_id)))  # posts only for members without office
+    grades = set(db.scalars(select(DualEvaluation.grade)))
+    assert grades <= {"excellent", "competent", "basically_competent", "incompetent"} and len(grades) == 2
