@@ -255,6 +255,27 @@ def test_unknown_user_and_wrong_password_answer_the_same(client: TestClient, wor
         {k: v for k, v in unknown.headers.items() if k.lower() not in {"x-request-id", "content-length"}}
 
 
+def test_unknown_user_costs_a_password_hash_like_a_wrong_password(
+    client: TestClient, world: World, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same time for both failures: an unknown username still runs one argon2 verification."""
+    from app.core import security
+
+    user = make_user(db, _name("timed"), "village_admin", world.v1)
+    real_verify = security._password_hash.verify
+    calls: list[str] = []
+
+    def spy(password: str, hashed: str) -> bool:
+        calls.append(hashed)
+        return bool(real_verify(password, hashed))
+
+    monkeypatch.setattr(security._password_hash, "verify", spy)
+    _assert_401(_login(client, user.username, "wrong-password-123"))
+    _assert_401(_login(client, _name("nobody"), "wrong-password-123"))
+    assert len(calls) == 2 and all(h.startswith("$argon2") for h in calls)
+    assert calls[0] == user.password_hash and calls[1] != user.password_hash
+
+
 def test_success_clears_the_failure_count(client: TestClient, world: World, db: Session) -> None:
     user = make_user(db, _name("forgetful"), "village_admin", world.v1)
     for _ in range(4):
