@@ -190,7 +190,8 @@ def test_metrics_count_requests_by_route_template(client: TestClient, world: Wor
                for s in samples), samples
     assert any('route="unmatched"' in s and 'status="404"' in s for s in samples)
     assert not any(f"/{user_id}\"" in s for s in samples)
-    assert "http_request_duration_seconds_bucket{" in r.text
+    latency = [line for line in r.text.splitlines() if line.startswith("http_request_duration_seconds_count{")]
+    assert any('route="/api/v1/users/{user_id}"' in s and 'status="200"' in s for s in latency), latency
 
 
 # --- enums ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from app.core.context import request_id_var
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
 LATENCY = Histogram(
-    "http_request_duration_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY,
+    "http_request_duration_seconds", "HTTP request latency", ["method", "route", "status"], registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
@@ -167,7 +167,7 @@ class ObservabilityMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - start
             REQUESTS.labels(scope["method"], template, str(status_holder["status"])).inc()
-            LATENCY.labels(scope["method"], template).observe(elapsed)
+            LATENCY.labels(scope["method"], template, str(status_holder["status"])).observe(elapsed)
             if log.isEnabledFor(logging.INFO):
                 log.info("request", extra={"method": scope["method"], "route": template,
                                            "status": status_holder["status"],
