@@ -243,7 +243,7 @@ def test_dates_must_fall_in_the_posts_year(client: TestClient, world: World, db:
 
 def test_future_dates_are_refused(client: TestClient, world: World, db: Session,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service, "today", lambda: D(2019, 6, 30))
+    monkeypatch.setattr(service.rules, "today", lambda: D(2019, 6, 30))
     post = new_post(client, world)
     (p,) = members(db, world.v1, 1)
     assert apply(client, world, post, p, on="2019-07-01").status_code == 422
