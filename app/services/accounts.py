@@ -101,6 +101,8 @@ def login(session: Session, username: str, password: str) -> LoginResult:
     user = session.scalar(select(User).where(func.lower(User.username) == key))
     ok = verify_password(password, user.password_hash if user else None)
     if not ok or user is None or not user.is_active:
+        # Failures older than the window count for nothing: drop them so the table stays bounded.
+        session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
         session.add(LoginFailure(username=key))
         session.flush()
         raise LoginRejected()
