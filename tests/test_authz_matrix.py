@@ -23,6 +23,7 @@ from app.models.organizations import Organization
 from tests.authz import load_all
 from tests.authz.registry import CASES, ROLES, SEES_EVERYTHING, TARGETS, Case, Ctx, Expect
 from tests.factories import World
+from tests.pii_guard import install as install_pii_guard
 
 load_all()
 
@@ -97,6 +98,20 @@ def expected(case: Case, op: Operation, role: str, target: str) -> Expect:
     if target == "sibling" and role not in SEES_EVERYTHING and not case.targetless:
         return Expect(404, why="the record is outside the role's scope")
     return Expect(None, why="in scope" if target == "in_scope" or role not in SEES_EVERYTHING else "the city sees all")
+
+
+@pytest.fixture(scope="module")
+def shared_client(engine: Any) -> Iterator[TestClient]:
+    """One client for the ~2,000 requests of this module (a client per test costs a portal thread each); the
+    per-test `db` fixture still gives every request the test's rolled-back transaction."""
+    with TestClient(app, raise_server_exceptions=False) as c:
+        install_pii_guard(c)  # as on the suite's `client` fixture: no unmasked PII to roles without pii_read
+        yield c
+
+
+@pytest.fixture
+def client(shared_client: TestClient, db: Session) -> TestClient:
+    return shared_client
 
 
 CELLS = [

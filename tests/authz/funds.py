@@ -13,13 +13,12 @@ from app.models.funds.subsidies import SubsidyLine, SubsidyPolicy, SubsidyRate, 
 from app.models.organizations import Organization
 from app.models.people import Person
 from tests.authz.people import person_at
-from tests.authz.registry import Ctx, Expect, Req, case
+from tests.authz.registry import Ctx, Expect, Req, case, level_above_only
 
 YEAR = 2025
 AMOUNT = 10_000  # fen
 CITY_ONLY = Expect(403, "city_only", why="subsidy rates are city-wide: the service lets only the city set them "
                                           "(the route's funds_manage is also held by townships)")
-LEVEL_ABOVE = Expect(403, "level_above_required", why="only the level above decides a member's dues reduction")
 RATES = "national or city-wide rates, owned by no organisation"
 
 
@@ -300,7 +299,7 @@ def funds_dues_reductions_create(ctx: Ctx, owner: Organization) -> Req:
     })
 
 
-@case("funds_dues_reductions_decide", expect={("v1", "in_scope"): LEVEL_ABOVE})
+@case("funds_dues_reductions_decide", expect=level_above_only("decides a member's dues reduction"))
 def funds_dues_reductions_decide(ctx: Ctx, owner: Organization) -> Req:
     r = DuesReduction(person_id=member_at(ctx, owner), org_id=owner.id, from_month=dt.date(YEAR, 3, 1),
                       monthly_due_fen=0, reason="困难")

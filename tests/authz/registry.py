@@ -166,3 +166,9 @@ def case(
 
 def if_match(version: int) -> dict[str, str]:
     return {"If-Match": f'"{version}"'}
+
+
+def level_above_only(what: str) -> dict[Cell, Expect]:
+    """The override of an act only the level above may do: the village role's in-scope target is its own
+    organisation, so it gets 403 level_above_required instead of 2xx."""
+    return {("v1", "in_scope"): Expect(403, "level_above_required", why=f"only the level above {what}")}

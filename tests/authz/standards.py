@@ -20,11 +20,10 @@ from app.models.standards import (
     StandardSet,
     VenueInvestment,
 )
-from tests.authz.registry import Ctx, Expect, Req, case, if_match, unique
+from tests.authz.registry import Ctx, Req, case, if_match, level_above_only, unique
 
 YEAR = 2025
 CATALOGUE = "the catalogue is city-wide reference data, owned by no organisation"
-LEVEL_ABOVE = Expect(403, "level_above_required", why="only the level above returns or finalises an audit")
 
 
 # --- the catalogue ------------------------------------------------------------------
@@ -180,12 +179,12 @@ def audits_submit(ctx: Ctx, owner: Organization) -> Req:
     return Req("POST", f"/api/v1/audits/{audit_at(ctx, owner).id}/submit")
 
 
-@case("audits_return", expect={("v1", "in_scope"): LEVEL_ABOVE})
+@case("audits_return", expect=level_above_only("returns an audit"))
 def audits_return(ctx: Ctx, owner: Organization) -> Req:
     return Req("POST", f"/api/v1/audits/{audit_at(ctx, owner, status='submitted').id}/return")
 
 
-@case("audits_finalize", expect={("v1", "in_scope"): LEVEL_ABOVE})
+@case("audits_finalize", expect=level_above_only("finalises an audit"))
 def audits_finalize(ctx: Ctx, owner: Organization) -> Req:
     return Req("POST", f"/api/v1/audits/{audit_at(ctx, owner, status='submitted').id}/finalize")
 
