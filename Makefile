@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: install run serve test lint typecheck pytest openapi openapi-check migrate seed bench clean
+.PHONY: install run serve test lint typecheck pytest openapi openapi-check migrate seed bench audit-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ run: seed
 	$(PY) -m app serve --host $(HOST) --port $(PORT)
 
 lint: install
-	$(PY) -m ruff check app tests $(wildcard bench) migrations/env.py
+	$(PY) -m ruff check app tests $(wildcard bench) $(wildcard security) migrations/env.py
 
 typecheck: install
 	$(PY) -m mypy app
@@ -44,6 +44,11 @@ openapi-check: install
 
 bench: install
 	$(PY) -m bench
+
+# Known vulnerabilities in the pinned set (constraints.txt); needs the registry, so `make test` does not run it.
+# Reviewed exceptions: security/pip-audit-exceptions.md.
+audit-deps: install
+	$(PY) security/audit_deps.py
 
 clean:
 	rm -rf $(VENV) data/*.db data/*.db-wal data/*.db-shm
