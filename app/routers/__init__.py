@@ -6,6 +6,7 @@ from app.routers import (
     accounts,
     audit,
     evaluations,
+    frontline,
     funds,
     meta,
     organizations,
@@ -13,6 +14,7 @@ from app.routers import (
     posts,
     responsibilities,
     standards,
+    training,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -29,4 +31,6 @@ ROUTERS: list[APIRouter] = [
     *responsibilities.ROUTERS,
     *funds.ROUTERS,
     *evaluations.ROUTERS,
+    *training.ROUTERS,
+    *frontline.ROUTERS,
 ]
