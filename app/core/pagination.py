@@ -66,7 +66,8 @@ def order_by(stmt: Select[Any], sort: str | None, allowed: Mapping[str, Any], de
                 errors=[{"loc": ["query", "sort"], "msg": f"unknown sort field '{name}'"}],
             )
         column = allowed[name]
-        clauses.append(column.desc() if desc else column.asc())
+        # NULLs last in both directions, the same on SQLite and PostgreSQL.
+        clauses.append((column.desc() if desc else column.asc()).nulls_last())
     return stmt.order_by(*clauses, tiebreak)
 
 
