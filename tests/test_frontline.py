@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from app.models.audit import AuditLog
 from app.models.frontline import FrontlineMember, FrontlineVisit
@@ -385,3 +386,28 @@ def test_summary_runs_a_fixed_number_of_statements(client: TestClient, world: Wo
         assert r.status_code == 200 and len(r.json()["rows"]) == n
         counts.append(len(seen))
     assert counts[0] == counts[1], counts
+
+
+def test_demo_seed_is_idempotent_and_visits_follow_the_rotation(db: Session, world: World) -> None:
+    from app.demo import frontline as demo
+    from app.models.frontline import FrontlineVisitMember
+    from tests.factories import make_position
+
+    for i in range(18):
+        person = make_person(db, world.v2 if i % 2 else world.v1, name=f"第一书记{i}")
+        make_position(db, person, world.v2 if i % 2 else world.v1, "resident_first_secretary", dt.date(2018, 3, 1))
+    first = demo.seed(db)
+    assert first["frontline_groups"] == 2 and first["frontline_members"] == 18 and first["frontline_visits"] > 0
+    assert not any(demo.seed(db).values())
+    # every member present on a visit was on duty that month
+    from app.models.frontline import FrontlineGroup
+
+    for group in db.scalars(select(FrontlineGroup).where(col(FrontlineGroup.name).like("%一线攻坚组"))):
+        members = [Membership(m.person_id, m.joined_on, m.left_on) for m in db.scalars(
+            select(FrontlineMember).where(FrontlineMember.group_id == group.id))]
+        first_month = month_index(group.started_on)
+        plan = rotation(members, group.started_on, first_month, first_month + 11)
+        for visit in db.scalars(select(FrontlineVisit).where(FrontlineVisit.group_id == group.id)):
+            present = set(db.scalars(select(FrontlineVisitMember.person_id)
+                                     .where(FrontlineVisitMember.visit_id == visit.id)))
+            assert present <= _on_duty(plan, group.started_on, month_index(visit.visited_on))

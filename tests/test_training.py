@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select
+from sqlalchemy import String, event, func, select
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditLog
@@ -509,3 +509,21 @@ def test_nothing_is_left_in_the_database_by_a_refused_request(client: TestClient
     before = _count(db, TrainingClass)
     client.post(CLASSES, json={"year": 2019}, headers=world.auth("city"))
     assert _count(db, TrainingClass) == before
+
+
+def test_demo_seed_is_idempotent_and_leaves_a_few_untrained_and_some_months_short(db: Session,
+                                                                                 world: World) -> None:
+    from app.demo import training as demo
+
+    for org in (world.v1, world.v1b, world.v2):
+        for title in ("secretary", "village_committee_director", "committee_member", "committee_member"):
+            _cadre(db, org, title, dt.date(2016, 11, 1))
+    first = demo.seed(db)
+    assert first["training_classes"] == 14 and first["enrolments"] > 0
+    assert first["schools"] == 2 + 3 and first["school_sessions"] > 12 * 5 * 2  # 2 central, 3 night schools
+    assert not any(demo.seed(db).values())
+    assert _count(db, TrainingClass, TrainingClass.year == 2019, TrainingClass.is_main == True) >= 12  # noqa: E712
+    months = db.execute(select(SchoolSession.school_id, func.count(), func.sum(SchoolSession.hours))
+                        .group_by(SchoolSession.school_id, func.substr(func.cast(SchoolSession.held_on, String), 1, 7))
+                        ).all()
+    assert any(n < 3 or h < 6 for _s, n, h in months) and any(n >= 3 and h >= 6 for _s, n, h in months)
