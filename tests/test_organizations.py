@@ -145,3 +145,12 @@ def test_csv_export(client: TestClient, world: World) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert r.text.startswith("\ufeffid,parent_id")
     assert "康定市" in r.text
+
+
+def test_sort_puts_nulls_last_in_both_directions(client: TestClient, world: World) -> None:
+    h = world.auth("city")
+    branch = client.post("/api/v1/organizations", headers=h, json={
+        "parent_id": world.v1.id, "level": "branch", "domain": "community", "name": "无编码支部"}).json()
+    for sort in ("code", "-code"):
+        items = client.get(f"/api/v1/organizations?sort={sort}&limit=200", headers=h).json()["items"]
+        assert items[-1]["id"] == branch["id"], sort
