@@ -411,3 +411,17 @@ def test_demo_seed_is_idempotent_and_visits_follow_the_rotation(db: Session, wor
             present = set(db.scalars(select(FrontlineVisitMember.person_id)
                                      .where(FrontlineVisitMember.visit_id == visit.id)))
             assert present <= _on_duty(plan, group.started_on, month_index(visit.visited_on))
+
+
+def test_group_list_filters_by_coordinating_or_paired_organisation(client: TestClient, world: World,
+                                                                   db: Session) -> None:
+    g = _group(client, world, db, villages=[world.v1])
+    other = _group(client, world, db, org=world.t2, villages=[world.v2])
+    ids = [i["id"] for i in client.get(GROUPS, params={"org_id": world.v1.id}, headers=world.auth("city")).json()[
+        "items"]]
+    assert g["id"] in ids and other["id"] not in ids
+    by_town = client.get(GROUPS, params={"org_id": world.t1.id}, headers=world.auth("t1")).json()["items"]
+    assert [i["id"] for i in by_town] == [g["id"]]
+    assert client.get(GROUPS, params={"org_id": world.t2.id}, headers=world.auth("v1")).status_code == 404
+    mine = [i["id"] for i in client.get(GROUPS, headers=world.auth("v2")).json()["items"]]
+    assert other["id"] in mine and g["id"] not in mine
