@@ -35,8 +35,10 @@ def _snake(name: str) -> str:
     return "".join(out)
 
 
-def describe_all() -> dict[str, list[dict[str, str]]]:
+def describe_all(language: str = "en") -> dict[str, list[dict[str, str]]]:
+    """Every enum's values with both labels, and `label` in `language` ("zh" or "en")."""
     return {
-        name: [{"value": m.value, "zh": m.zh, "en": m.en} for m in enum]
+        name: [{"value": m.value, "zh": m.zh, "en": m.en, "label": m.zh if language == "zh" else m.en}
+               for m in enum]
         for name, enum in sorted(REGISTRY.items())
     }

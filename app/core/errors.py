@@ -13,6 +13,8 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.i18n import CONTENT_LANGUAGE, localize, preferred_language, validation_message
+
 log = logging.getLogger("app.errors")
 
 PROBLEM_BASE = "https://partyrecords.example.gov.cn/problems/"
@@ -100,6 +102,10 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    """The problem document in the language the request prefers (`code` never changes)."""
+    language = preferred_language(request.headers.get("accept-language"))
+    title, detail = localize(language, code, title, detail)
+    headers = {**(headers or {}), "Content-Language": CONTENT_LANGUAGE[language], "Vary": "Accept-Language"}
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code.replace("_", "-"),
         "title": title,
@@ -117,10 +123,11 @@ def _clean_loc(loc: Any) -> list[str | int]:
     return [p if isinstance(p, int) else str(p) for p in loc]
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+def _validation_errors(exc: RequestValidationError, request: Request) -> list[dict[str, Any]]:
+    language = preferred_language(request.headers.get("accept-language"))
     out = []
     for err in exc.errors():
-        msg = str(err.get("msg", "invalid"))
+        msg = validation_message(language, err.get("type"), str(err.get("msg", "invalid")), err.get("ctx"))
         out.append({"loc": _clean_loc(err.get("loc", ())), "msg": msg, "type": err.get("type")})
     return out
 
@@ -134,7 +141,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _validation_errors(exc)
+        errors = _validation_errors(exc, request)
         first = errors[0] if errors else None
         detail = (
             f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "Invalid input"

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.context import request_id_var
+from app.core.i18n import CONTENT_LANGUAGE, localize, preferred_language
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY)
@@ -182,7 +183,9 @@ async def _send_too_large(scope: Scope, send: Send, request_id: str) -> None:
 
 async def _send_problem(scope: Scope, send: Send, request_id: str, status: int, code: str, title: str,
                         detail: str | None) -> None:
-    """A problem document from below the framework (before routing)."""
+    """A problem document from below the framework (before routing), in the language the request prefers."""
+    language = preferred_language(dict(scope["headers"]).get(b"accept-language", b"").decode("latin-1"))
+    title, detail = localize(language, code, title, detail)
     body = json.dumps({
         "type": "https://partyrecords.example.gov.cn/problems/" + code.replace("_", "-"),
         "title": title, "status": status, "code": code, "detail": detail, "instance": scope.get("path"),
@@ -190,5 +193,6 @@ async def _send_problem(scope: Scope, send: Send, request_id: str, status: int, 
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
         (b"x-request-id", request_id.encode()), (b"cache-control", b"no-store"), *SECURITY_HEADERS,
+        (b"content-language", CONTENT_LANGUAGE[language].encode()), (b"vary", b"Accept-Language"),
     ]})
     await send({"type": "http.response.body", "body": body})

@@ -6,12 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from app.core.db import get_engine
 from app.core.enums import describe_all
 from app.core.errors import problem_response, problem_responses
+from app.core.i18n import CONTENT_LANGUAGE, preferred_language
 from app.core.observability import REGISTRY
 from app.deps import CurrentUser
 
@@ -26,6 +27,7 @@ class EnumValue(BaseModel):
     value: str
     zh: str
     en: str
+    label: str = Field(description="The label in the language Accept-Language prefers (zh or en)")
 
 
 @router.get("/healthz", response_model=Health, operation_id="meta_healthz", summary="The process is up")
@@ -53,6 +55,11 @@ def metrics() -> Response:
 
 @router.get("/api/v1/meta/enums", response_model=dict[str, list[EnumValue]], operation_id="meta_enums",
             summary="Every enum with its values and Chinese and English labels",
+            description="Each value carries both labels and `label` in the language `Accept-Language` prefers "
+                        "(Chinese for zh, zh-CN, ...; English otherwise); the answer names it in `Content-Language`.",
             responses=problem_responses(401))
-def enums(actor: CurrentUser) -> Any:
-    return describe_all()
+def enums(request: Request, response: Response, actor: CurrentUser) -> Any:
+    language = preferred_language(request.headers.get("accept-language"))
+    response.headers["Content-Language"] = CONTENT_LANGUAGE[language]
+    response.headers["Vary"] = "Accept-Language"
+    return describe_all(language)
