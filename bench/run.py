@@ -1,0 +1,407 @@
+"""The load run (issue 8): the service and a Starlette hello-world under uvicorn, wrk as the load generator.
+
+Environment:
+  BENCH_DATABASE_URL  PostgreSQL server URL (a database bench_<hex> is created there and dropped at the end);
+                      unset: a SQLite file, data/bench.db
+  BENCH_SCALE         full (default: 18 x 20 x 12 organisations, 150,000 people) or tiny
+  BENCH_SECONDS       measured seconds per case and round (default 5)
+  BENCH_WARMUP        warm-up seconds before each measurement (default 1)
+  BENCH_ROUNDS        rounds, every case once per round, interleaved (default 3)
+  BENCH_CONNECTIONS   concurrent connections held by wrk (default 8)
+  BENCH_REUSE=1       SQLite only: reuse data/bench.db if it was generated at the same scale
+  BENCH_CASES         comma-separated case names to run (default: all)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SECRET = "bench-secret-key-that-is-long-enough-for-production-0123456789"
+YEAR = 2019
+
+
+@dataclass
+class Case:
+    name: str
+    description: str
+    path: str
+    user: str | None = None  # manifest user key; None = no token
+    method: str = "GET"
+    body: str | None = None
+    content_type: str = "application/json"
+    server: str = "app"  # or "hello"
+    expect: int = 200
+    sql: int | None = None
+    rounds: list[dict[str, float]] = field(default_factory=list)
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
+def cases_for(m: Any) -> list[Case]:
+    t, v, c = m.sample_township_id, m.sample_village_id, m.city_id
+    login = urllib.parse.urlencode({"username": m.users["village"], "password": m.password})
+    create = json.dumps({"parent_id": v, "level": "branch", "domain": "rural", "name": "基准新建支部"},
+                        ensure_ascii=False)
+    return [
+        Case("ceiling", "Starlette hello-world (same uvicorn, same flags)", "/", server="hello"),
+        Case("healthz", "GET /healthz", "/healthz"),
+        Case("get_org", "organisation by id, village user", f"/api/v1/organizations/{v}", "village"),
+        Case("get_person", "person by id (masked), village user", f"/api/v1/people/{m.sample_person_id}",
+             "village"),
+        Case("page_township", "people page of 50 + total, township scope, filtered",
+             f"/api/v1/people?org_id={t}&subtree=true&member_status=full&limit=50", "township"),
+        Case("page_city_first", "assignments page of 50 + total, city scope (155k rows)",
+             "/api/v1/assignments?limit=50", "city"),
+        Case("page_city_deep", "the same at offset 50,000", "/api/v1/assignments?limit=50&offset=50000", "city"),
+        Case("create_org", "POST a branch under a village (validation, audit row), township user",
+             "/api/v1/organizations",
+             "township", method="POST", body=create, expect=201),
+        Case("report_problems", "problems summary, city subtree",
+             f"/api/v1/problems/summary?year={YEAR}&org_id={c}&subtree=true", "city"),
+        Case("report_budget", "budget execution, city subtree",
+             f"/api/v1/budgets/execution?year={YEAR}&org_id={c}&subtree=true", "city"),
+        Case("report_subsidies", "subsidies summary, city subtree",
+             f"/api/v1/subsidies/summary?year={YEAR}&org_id={c}&subtree=true", "city"),
+        Case("report_posts", "duty posts summary, city subtree (members without office)",
+             f"/api/v1/duty-posts/summary?year={YEAR}&org_id={c}&subtree=true", "city"),
+        Case("report_dues_arrears", "party dues arrears page, city subtree",
+             f"/api/v1/party-dues/arrears?org_id={c}&subtree=true&as_of={YEAR}-12&limit=50", "city"),
+        Case("token", "POST /api/v1/auth/token (argon2 verify, refresh token row)", "/api/v1/auth/token",
+             method="POST", body=login, content_type="application/x-www-form-urlencoded"),
+    ]
+
+
+# --- the database ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def database(scale_name: str) -> Iterator[tuple[str, Any, str]]:
+    """Yield (url, manifest, dialect) of a freshly loaded database; PostgreSQL ones are dropped after."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from bench import dataset
+
+    scale = dataset.TINY if scale_name == "tiny" else dataset.FULL
+    admin = os.environ.get("BENCH_DATABASE_URL")
+    if not admin:
+        path = ROOT / "data" / f"bench-{scale_name}.db"
+        manifest_file = path.with_suffix(".json")
+        url = f"sqlite:///{path}"
+        if os.environ.get("BENCH_REUSE") == "1" and path.exists() and manifest_file.exists():
+            print(f"reusing {path}")
+            yield url, dataset.Manifest(**json.loads(manifest_file.read_text())), "sqlite"
+            return
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        print(f"generating the {scale_name} dataset into {path}")
+        manifest = dataset.load(url, scale, log=print)
+        manifest_file.write_text(json.dumps(asdict(manifest)))
+        yield url, manifest, "sqlite"
+        return
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    try:
+        print(f"generating the {scale_name} dataset into PostgreSQL database {name}")
+        manifest = dataset.load(url, scale, log=print)
+        yield url, manifest, "postgresql"
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def server_env(url: str, dialect: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "DATABASE_URL", "ENVIRONMENT"))}
+    env.update({
+        "DATABASE_URL": url, "SECRET_KEY": SECRET, "LOG_LEVEL": "WARNING", "DOCS_ENABLED": "false",
+        # Production settings; production refuses SQLite, so SQLite runs as development (the only difference
+        # the environment makes is that refusal).
+        "ENVIRONMENT": "production" if dialect == "postgresql" else "development",
+    })
+    return env
+
+
+# --- SQL statements per request: counted in-process, once per case --------------------------------
+
+
+def count_sql(url: str, dialect: str, manifest: Any, cases: list[Case]) -> None:
+    """Send each case once through the app in this process with a cursor-execute counter on the engine.
+
+    No flag in the service: the count is deterministic per request, so it is taken here, outside the timed runs.
+    """
+    os.environ.update(server_env(url, dialect))
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event
+
+    from app.core import db as core_db
+    from app.core.config import get_settings
+
+    get_settings.cache_clear()
+    from app.main import create_app
+
+    engine = core_db.configure_engine(url)
+    counter = {"n": 0}
+
+    def count(*_: Any) -> None:
+        counter["n"] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    client = TestClient(create_app())
+    tokens = login_all(lambda path, data: client.post(path, data=data), manifest)
+    for case in cases:
+        if case.server != "app":
+            continue
+        headers = request_headers(case, tokens)
+        counter["n"] = 0
+        response = client.request(case.method, case.path, content=case.body, headers=headers)
+        case.sql = counter["n"]
+        if response.status_code != case.expect:
+            raise SystemExit(f"{case.name}: {case.method} {case.path} answered {response.status_code}: "
+                             f"{response.text[:300]}")
+    event.remove(engine, "before_cursor_execute", count)
+    engine.dispose()
+
+
+def login_all(post: Any, manifest: Any) -> dict[str, str]:
+    tokens = {}
+    for key in ("city", "township", "village"):
+        r = post("/api/v1/auth/token", {"username": manifest.users[key], "password": manifest.password})
+        if r.status_code != 200:
+            raise SystemExit(f"login of {manifest.users[key]} failed: {r.status_code} {r.text[:200]}")
+        tokens[key] = r.json()["access_token"]
+    return tokens
+
+
+def request_headers(case: Case, tokens: dict[str, str]) -> dict[str, str]:
+    headers = {}
+    if case.user:
+        headers["Authorization"] = f"Bearer {tokens[case.user]}"
+    if case.body is not None:
+        headers["Content-Type"] = case.content_type
+    return headers
+
+
+# --- servers and wrk ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(app_path: str, env: dict[str, str]) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app_path, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    raise SystemExit(f"{app_path} did not start: {err[-2000:]}") from None
+                time.sleep(0.2)
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def lua_script(case: Case, tokens: dict[str, str]) -> str:
+    lines = [f'wrk.method = "{case.method}"']
+    for k, v in request_headers(case, tokens).items():
+        lines.append(f'wrk.headers["{k}"] = "{v}"')
+    if case.body is not None:
+        lines.append(f"wrk.body = {json.dumps(case.body, ensure_ascii=False)}")
+    # Count answers with any other status than the expected one (wrk itself only counts non-2xx/3xx).
+    lines += [
+        "local threads = {}",
+        "function setup(thread) table.insert(threads, thread) end",
+        "function init(args) unexpected = 0 end",
+        f"function response(status, headers, body) if status ~= {case.expect} then unexpected = unexpected + 1 end end",
+        "function done(summary, latency, requests)",
+        "  local n = 0",
+        '  for _, t in ipairs(threads) do n = n + t:get("unexpected") end',
+        '  io.write("UNEXPECTED " .. n .. "\\n")',
+        "end",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(token: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", token)
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+def wrk(url: str, case: Case, tokens: dict[str, str], seconds: float, connections: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False, encoding="utf-8") as fh:
+        fh.write(lua_script(case, tokens))
+        script = fh.name
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency",
+             "-s", script, url + case.path],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    result: dict[str, float] = {"rps": 0.0, "p50": float("nan"), "p99": float("nan"), "errors": 0.0,
+                                "requests": 0.0}
+    for line in out.splitlines():
+        s = line.strip()
+        if s.startswith("Requests/sec:"):
+            result["rps"] = float(s.split()[1])
+        elif s.startswith("50%"):
+            result["p50"] = _ms(s.split()[1])
+        elif s.startswith("99%"):
+            result["p99"] = _ms(s.split()[1])
+        elif s.startswith("UNEXPECTED "):
+            result["errors"] += float(s.split()[-1])
+        elif s.startswith("Socket errors:"):
+            result["errors"] += sum(float(x) for x in re.findall(r"\d+", s))
+        elif re.match(r"^\d+ requests in", s):
+            result["requests"] = float(s.split()[0])
+    return result
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with suppress(OSError, StopIteration):
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "system": platform.platform(), "load_avg_start": os.getloadavg()}
+
+
+def main() -> int:
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian/Ubuntu: apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    seconds = env_float("BENCH_SECONDS", 5)
+    warmup = env_float("BENCH_WARMUP", 1)
+    rounds = int(env_float("BENCH_ROUNDS", 3))
+    connections = int(env_float("BENCH_CONNECTIONS", 8))
+    scale_name = os.environ.get("BENCH_SCALE", "full")
+    wanted = {n for n in os.environ.get("BENCH_CASES", "").split(",") if n}
+    info = machine()
+    with database(scale_name) as (url, manifest, dialect):
+        cases = [c for c in cases_for(manifest) if not wanted or c.name in wanted or c.name == "ceiling"]
+        count_sql(url, dialect, manifest, cases)
+        env = server_env(url, dialect)
+        with serve("bench.hello:app", env) as (hello_port, _), serve("app.main:app", env) as (app_port, proc):
+            import httpx
+
+            base = {"app": f"http://127.0.0.1:{app_port}", "hello": f"http://127.0.0.1:{hello_port}"}
+            with httpx.Client(base_url=base["app"]) as client:
+                tokens = login_all(lambda path, data: client.post(path, data=data), manifest)
+            for r in range(rounds):
+                for case in cases:
+                    if warmup > 0:
+                        wrk(base[case.server], case, tokens, warmup, connections)
+                    res = wrk(base[case.server], case, tokens, seconds, connections)
+                    case.rounds.append(res)
+                    print(f"round {r + 1}/{rounds} {case.name:<20} {res['rps']:9.1f} req/s  p50 {res['p50']:8.2f} ms"
+                          f"  p99 {res['p99']:8.2f} ms  errors {int(res['errors'])}", flush=True)
+            rss = peak_rss_mb(proc.pid)
+    report = summarise(cases, info, dialect, manifest, rss, seconds, warmup, rounds, connections, scale_name)
+    print()
+    print(table(report))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in ("latest.json", f"latest-{dialect}.json"):
+        (RESULTS / name).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwritten to {RESULTS / 'latest.json'} and {RESULTS / f'latest-{dialect}.json'}")
+    return 0
+
+
+def summarise(cases: list[Case], info: dict[str, Any], dialect: str, manifest: Any, rss: float, seconds: float,
+              warmup: float, rounds: int, connections: int, scale_name: str) -> dict[str, Any]:
+    ceiling = next(c for c in cases if c.name == "ceiling")
+    rows = []
+    for case in cases:
+        ratios = [r["rps"] / c["rps"] for r, c in zip(case.rounds, ceiling.rounds, strict=True) if c["rps"]]
+        rows.append({
+            "case": case.name, "description": case.description, "method": case.method, "path": case.path,
+            "rps": statistics.median(r["rps"] for r in case.rounds),
+            "p50_ms": statistics.median(r["p50"] for r in case.rounds),
+            "p99_ms": statistics.median(r["p99"] for r in case.rounds),
+            "ratio": statistics.median(ratios) if ratios else None,
+            "sql": case.sql, "errors": int(sum(r["errors"] for r in case.rounds)),
+            "requests": int(sum(r["requests"] for r in case.rounds)), "rounds": case.rounds,
+        })
+    info = {**info, "load_avg_end": os.getloadavg()}
+    return {
+        "database": dialect, "scale": scale_name, "dataset_rows": manifest.counts,
+        "dataset_load_seconds": round(manifest.seconds, 1), "machine": info,
+        "settings": {"seconds": seconds, "warmup": warmup, "rounds": rounds, "connections": connections,
+                     "load_generator": "wrk -t1", "server": "uvicorn, 1 worker, --no-access-log, LOG_LEVEL=WARNING",
+                     "environment": "production" if dialect == "postgresql" else "development"},
+        "worker_peak_rss_mb": round(rss, 1), "cases": rows,
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    head = (f"{report['database']} · {report['scale']} dataset ({sum(report['dataset_rows'].values()):,} rows, "
+            f"loaded in {report['dataset_load_seconds']} s) · {report['machine']['cpus']} CPUs · worker peak RSS "
+            f"{report['worker_peak_rss_mb']} MB")
+    lines = [head, "", "| case | req/s | p50 ms | p99 ms | × ceiling | SQL/req | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in report["cases"]:
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        sql = "" if r["sql"] is None else str(r["sql"])
+        lines.append(f"| {r['case']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {ratio} | {sql} "
+                     f"| {r['errors']} |")
+    return "\n".join(lines)
