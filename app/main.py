@@ -7,7 +7,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import models  # noqa: F401  (every table registered)
 from app.core.config import get_settings
+from app.core.docs import install_docs
 from app.core.errors import Problem, install_error_handlers
+from app.core.input_guard import InputGuardMiddleware
 from app.core.observability import ObservabilityMiddleware, configure_logging
 from app.routers import ROUTERS
 
@@ -25,13 +27,17 @@ def create_app() -> FastAPI:
         title="Grassroots Party organisation records",
         version="1.0.0",
         description=DESCRIPTION,
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url="/redoc" if settings.docs_enabled else None,
+        docs_url=None,  # installed below with assets served by the service itself (no CDN)
+        redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
+    if settings.docs_enabled:
+        install_docs(app)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    # Innermost: text no database can hold is a 422 before routing (inside CORS, so browsers can read it).
+    app.add_middleware(InputGuardMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
