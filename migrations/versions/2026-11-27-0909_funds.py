@@ -356,7 +356,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subsidy_line'))
     )
     with op.batch_alter_table('subsidy_line', schema=None) as batch_op:
-        batch_op.create_index('ix_subsidy_line_kind_period', ['kind', 'period'], unique=False)
+        batch_op.create_index('ix_subsidy_line_claim_lookup', ['kind', 'period', 'beneficiary_type', 'beneficiary_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subsidy_line_org_id'), ['org_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subsidy_line_person_id'), ['person_id'], unique=False)
         batch_op.create_index('ix_subsidy_line_run_status', ['run_id', 'status'], unique=False)
@@ -491,7 +491,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_subsidy_line_run_status')
         batch_op.drop_index(batch_op.f('ix_subsidy_line_person_id'))
         batch_op.drop_index(batch_op.f('ix_subsidy_line_org_id'))
-        batch_op.drop_index('ix_subsidy_line_kind_period')
+        batch_op.drop_index('ix_subsidy_line_claim_lookup')
 
     op.drop_table('subsidy_line')
     with op.batch_alter_table('dues_payment', schema=None) as batch_op:

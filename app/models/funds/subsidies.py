@@ -252,7 +252,8 @@ class SubsidyLine(SQLModel, table=True):
         CheckConstraint("months IS NULL OR months BETWEEN 0 AND 12", name="months_range"),
         CheckConstraint("claimed = (status IN ('committed', 'paid'))", name="claimed_iff_committed"),
         Index("ix_subsidy_line_run_status", "run_id", "status"),
-        Index("ix_subsidy_line_kind_period", "kind", "period"),
+        # Finds other runs' claims of the same beneficiary, kind and period (the commit's overlap check).
+        Index("ix_subsidy_line_claim_lookup", "kind", "period", "beneficiary_type", "beneficiary_id"),
         Index("uq_subsidy_line_claim", "kind", "beneficiary_type", "beneficiary_id", "period", unique=True,
               sqlite_where=text(_CLAIMED), postgresql_where=text(_CLAIMED)),
     )

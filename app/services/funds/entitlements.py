@@ -109,20 +109,20 @@ def require_policy(policies: dict[str, list[Policy]], kind: str, day: dt.date) -
 # --- the scope ---------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Org:
     id: int
     name: str
     path: str
     altitude_m: int | None
+    township_id: int | None = field(init=False)
 
-    @property
-    def township_id(self) -> int | None:
+    def __post_init__(self) -> None:
         ids = [int(x) for x in self.path.strip("/").split("/") if x]
-        return ids[1] if len(ids) >= 2 else None
+        self.township_id = ids[1] if len(ids) >= 2 else None
 
 
-@dataclass
+@dataclass(slots=True)
 class Span:
     person_id: int
     org_id: int
@@ -135,14 +135,15 @@ class Span:
 
 
 def village_orgs(session: Session, scope_path: str) -> dict[int, Org]:
-    rows = session.execute(select(Organization.id, Organization.name, Organization.path, Organization.altitude_m)
+    rows = session.connection().execute(select(Organization.id, Organization.name, Organization.path,
+                                               Organization.altitude_m)
                            .where(in_subtree(Organization.path, scope_path), Organization.level == OrgLevel.village))
     return {r.id: Org(r.id, r.name, r.path, r.altitude_m) for r in rows}
 
 
 def cadre_spans(session: Session, scope_path: str, first: dt.date, last: dt.date) -> list[Span]:
     """Qualifying positions at village organisations in scope overlapping [first, last]: one query."""
-    rows = session.execute(
+    rows = session.connection().execute(
         select(Position.person_id, Position.org_id, Position.title, Position.started_on, Position.ended_on)
         .join(Organization, Organization.id == Position.org_id)
         .where(in_subtree(Organization.path, scope_path), Organization.level == OrgLevel.village,
@@ -180,11 +181,11 @@ def per_cadre_yearly(session: Session, kind: str, scope_path: str, ref: dt.date,
         if held is None or (order[s.title], s.org_id) < (order[held.title], held.org_id):
             best[s.person_id] = s
     out = []
+    day, per_year = ref.isoformat(), f"{fmt_yuan(amount)} per year ({policy.name})"
     for person_id, s in sorted(best.items()):
         org = orgs[s.org_id]
-        basis = (f"in office on {ref.isoformat()} as {s.title} at {org.name}: "
-                 f"{fmt_yuan(amount)} per year ({policy.name})")
-        out.append(_line(kind, person_id, org, period, None, amount, basis))
+        out.append(_line(kind, person_id, org, period, None, amount,
+                         f"in office on {day} as {s.title} at {org.name}: {per_year}"))
     return out
 
 
@@ -194,7 +195,7 @@ def community_fund(session: Session, scope_path: str, ref: dt.date, period: str,
     kind = SubsidyKind.community_work_fund
     policy = require_policy(policies, kind, ref)
     amount = policy.flat()
-    rows = session.execute(
+    rows = session.connection().execute(
         select(Organization.id, Organization.name, Organization.path, Organization.altitude_m)
         .where(in_subtree(Organization.path, scope_path), Organization.level == OrgLevel.village,
                Organization.domain == OrgDomain.community, Organization.status == OrgStatus.active,
@@ -318,7 +319,7 @@ def retired_monthly(session: Session, scope_path: str, days: list[dt.date], peri
                col(Position.title).in_(VILLAGE_CADRE_TITLES), Position.started_on <= days[-1])
     )
     # … with all their qualifying village positions anywhere (service counts wherever it was served): one query.
-    rows = session.execute(
+    rows = session.connection().execute(
         select(Position.person_id, Position.org_id, Position.title, Position.started_on, Position.ended_on,
                Person.status, Person.left_on)
         .join(Organization, Organization.id == Position.org_id)

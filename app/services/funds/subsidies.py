@@ -206,9 +206,10 @@ def _compute_into(session: Session, run: SubsidyRun, kinds: list[SubsidyRunKind]
         k.total_fen = sum(ln["amount_fen"] for ln in lines)
         k.beneficiaries = len(lines)
         rows.extend(lines)
-    if rows:
-        session.execute(insert(SubsidyLine), [{**r, "run_id": run.id, "status": LineStatus.draft, "claimed": False}
-                                              for r in rows])
+    if rows:  # Core executemany (batched multi-row INSERTs on PostgreSQL): no ORM work per line
+        session.connection().execute(insert(SubsidyLine.__table__), [  # type: ignore[attr-defined]
+            {**r, "run_id": run.id, "status": LineStatus.draft, "claimed": False, "paid_by": None, "paid_at": None,
+             "reversed_by": None, "reversed_at": None, "reversal_reason": None} for r in rows])
     run.total_fen = sum(k.total_fen for k in kinds)
     run.line_count = len(rows)
     run.computed_at = utcnow()
