@@ -36,7 +36,7 @@ from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.money import fmt_yuan, from_fen, round_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_org_in_scope, subtree_org_ids
-from app.models.funds.common import add_months, month_str, months_between
+from app.models.funds.common import month_str, months_between
 from app.models.funds.dues import (
     ArrearsDecisionCreate,
     ArrearsDecisionPublic,
@@ -549,7 +549,3 @@ def list_decisions(session: Session, actor: Actor, *, member_id: int | None, org
 
 def current_month() -> dt.date:
     return dt.date.today().replace(day=1)
-
-
-def previous_month(month: dt.date) -> dt.date:
-    return add_months(month, -1)
