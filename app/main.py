@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import models  # noqa: F401  (every table registered)
 from app.core.config import get_settings
 from app.core.docs import install_docs
-from app.core.errors import Problem, install_error_handlers
+from app.core.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers, problem_responses
 from app.core.input_guard import InputGuardMiddleware
 from app.core.observability import ObservabilityMiddleware, configure_logging
 from app.routers import ROUTERS
@@ -17,6 +19,8 @@ DESCRIPTION = """Records of a city's grassroots Party organisations: the organis
 the three lists, standardisation audits, funds and subsidies, duty posts, evaluations and training.
 
 Every error is an RFC 9457 problem document (`application/problem+json`) with a stable `code`.
+Text is UTF-8 and never holds NUL characters or unpaired surrogates (in bodies, query strings and paths):
+such input is a 422, as is a body that is not valid UTF-8; a body over 1 MiB is a 413.
 Log in with `POST /api/v1/auth/token` (or the Authorize button) and send `Authorization: Bearer …`."""
 
 
@@ -43,7 +47,7 @@ def create_app() -> FastAPI:
             CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
             allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "Accept-Language"],
-            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After"],
+            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After", "Idempotent-Replayed"],
         )
     app.add_middleware(ObservabilityMiddleware, max_body_bytes=settings.max_body_bytes)
     _register_problem_schema(app)
@@ -62,10 +66,29 @@ def _register_problem_schema(app: FastAPI) -> None:
 
         _, defs = models_json_schema([(Problem, "validation")], ref_template="#/components/schemas/{model}")
         components.update(defs.get("$defs", {}))
+        _problem_for_validation_errors(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problem_for_validation_errors(schema: dict) -> None:
+    """FastAPI documents a 422 `HTTPValidationError` (application/json) on every operation that declares no
+    422 of its own; the service answers every 422 with a problem document, so the contract says so."""
+    problem = problem_responses(422)[422]
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            content = responses.get("422", {}).get("content", {})
+            if "application/json" in content and PROBLEM_MEDIA_TYPE not in content:
+                responses["422"] = dict(problem)
+    components = schema.get("components", {}).get("schemas", {})
+    if "HTTPValidationError" in components and '"#/components/schemas/HTTPValidationError"' not in json.dumps(
+        schema.get("paths", {})
+    ):
+        components.pop("HTTPValidationError")
+        components.pop("ValidationError", None)
 
 
 app = create_app()

@@ -140,7 +140,7 @@ def _seed_dual(session: Session) -> dict[str, int]:
         .order_by(Position.org_id, Position.person_id)
     ).all()
     existing = set(session.execute(select(DualEvaluation.org_id, DualEvaluation.person_id)
-                                   .where(DualEvaluation.year == YEAR)).tuples().all())
+                                   .where(DualEvaluation.year == YEAR)).all())
     for i, (org_id, person_id, name) in enumerate(cadres):
         if (org_id, person_id) in existing:
             continue
@@ -274,7 +274,7 @@ def _seed_secretaries(session: Session) -> dict[str, int]:
                    Position.started_on <= dt.date(YEAR, 1, 1),
                    or_(col(Position.ended_on).is_(None), col(Position.ended_on) >= dt.date(YEAR, 12, 31)))
             .order_by(Position.org_id, Position.started_on)
-        ).tuples().all())
+        ).all())
         plans: dict[int, tuple[list[Decimal], Decimal]] = {}
         for village in villages:
             rng = _rng(f"secretary-{village.code}")

@@ -148,7 +148,7 @@ def seed(session: Session) -> dict[str, int]:
         .order_by(Organization.code)
     ).all())
     users: dict[str, int] = dict(session.execute(select(User.username, User.id).where(
-        col(User.username).in_(["city_admin", "lucheng_admin", "jiangjunqiao_admin"]))).tuples().all())
+        col(User.username).in_(["city_admin", "lucheng_admin", "jiangjunqiao_admin"]))).all())
     counts: dict[str, int] = {}
     counts |= _seed_letters(session, orgs, users)
     counts |= _seed_lists(session, orgs, codes, users)
@@ -202,7 +202,7 @@ def _seed_letters(session: Session, orgs: list[Any], users: dict[str, int]) -> d
         planned += [(o.id, kind, person, issuer) for kind, person in holders.get(o.id, [])]
     existing = set(session.execute(
         select(ResponsibilityLetter.org_id, ResponsibilityLetter.kind, ResponsibilityLetter.holder_person_id)
-        .where(ResponsibilityLetter.year == YEAR)).tuples().all())
+        .where(ResponsibilityLetter.year == YEAR)).all())
     letters: list[ResponsibilityLetter] = []
     items: list[dict[str, Any]] = []
     statuses = [LetterStatus.settled] * 5 + [LetterStatus.settling] * 2 + [LetterStatus.signed] * 2 + [
@@ -260,7 +260,7 @@ def _seed_lists(session: Session, orgs: list[Any], codes: dict[str, int],
                 users: dict[str, int]) -> dict[str, int]:
     rng = _rng("lists")
     counts = {"monthly_lists": 0, "monthly_tasks": 0, "assignments": 0}
-    existing = set(session.execute(select(MonthlyList.month, MonthlyList.title)).tuples().all())
+    existing = set(session.execute(select(MonthlyList.month, MonthlyList.title)).all())
     city_id, city_user = codes[platform.CITY_CODE], users.get("city_admin")
     villages = [o.id for o in orgs if o.level == OrgLevel.village]
     townships = [o.id for o in orgs if o.level == OrgLevel.township]

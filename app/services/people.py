@@ -428,7 +428,7 @@ def positions_public(session: Session, positions: Iterable[Position]) -> list[Po
     names: dict[int, str] = {}
     if person_ids:
         rows = session.execute(select(Person.id, Person.name).where(col(Person.id).in_(person_ids)))
-        names.update(rows.tuples().all())
+        names.update(rows.all())
     return [PositionPublic.model_validate(p, update={"person_name": names.get(p.person_id)}) for p in items]
 
 
@@ -555,7 +555,7 @@ def service_years(
     )
     if titles:
         stmt = stmt.where(col(Position.title).in_([str(t) for t in titles]))
-    spans = sorted((s, min(e, as_of) if e is not None else as_of) for s, e in session.execute(stmt).tuples())
+    spans = sorted((s, min(e, as_of) if e is not None else as_of) for s, e in session.execute(stmt))
     merged: list[list[dt.date]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1] + dt.timedelta(days=1):

@@ -124,7 +124,7 @@ def detail(session: Session, lst: MonthlyList) -> MonthlyListDetail:
                                  .order_by(MonthlyTaskTarget.id)):
             targets[t.task_id].append(TaskTargetPublic(org_id=t.org_id, subtree=t.subtree))
         counts = dict(session.execute(
-            select(A.task_id, func.count()).where(col(A.task_id).in_(task_ids)).group_by(A.task_id)).tuples().all())
+            select(A.task_id, func.count()).where(col(A.task_id).in_(task_ids)).group_by(A.task_id)).all())
     public_tasks = [
         MonthlyTaskPublic.model_validate(t, update={"targets": targets.get(t.id or 0, []),
                                                     "assignment_count": counts.get(t.id or 0, 0)})
@@ -303,7 +303,7 @@ def _targets_of(session: Session, actor: Actor, tasks: list[MonthlyTask]) -> dic
     if target_paths:
         target_paths.update(session.execute(
             select(Organization.id, Organization.path).where(col(Organization.id).in_(list(target_paths))))
-            .tuples().all())
+            .all())
     active = select(Organization.id, Organization.path, Organization.level).where(
         Organization.status == OrgStatus.active, in_subtree(Organization.path, actor.org_path))
     needed_levels = {OrgLevel.township for t in tasks if t.target_mode == TargetMode.all_townships} | {
