@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 from fastapi import routing
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.permissions import ROLE_PERMISSIONS, Permission
 from app.deps import get_current_actor
 from app.main import app
+from app.models.audit import AuditLog
 from app.models.organizations import Organization
 from tests.authz import load_all
 from tests.authz.registry import CASES, ROLES, SEES_EVERYTHING, TARGETS, Case, Ctx, Expect
@@ -149,12 +151,19 @@ def test_authz_cell(operation_id: str, role: str, target: str, client: TestClien
     assert req.method == op.method and op.pattern.match(req.path), (
         f"the case of {operation_id} sent {req.method} {req.path}, not {op.method} {op.path}")
     want = expected(case, op, role, target)
+    last_audit = db.scalar(select(func.coalesce(func.max(AuditLog.id), 0)))
     r = client.request(req.method, req.path, params=req.params, json=req.json, data=req.data,
                        headers={**world.auth(role), **req.headers})
     where = f"{role} → {target} ({case.owner_key(role, target)}): {req.method} {req.path}"
+    audited = db.execute(select(AuditLog.action, AuditLog.user_id).where(AuditLog.id > last_audit)).all()
     if want.status is None:
         assert 200 <= r.status_code < 300, f"{where}: expected {want.describe()}, got {r.status_code} {r.text[:300]}"
+        if op.method != "GET" and not case.reads:
+            # Every change writes its audit rows in the same transaction, in the acting user's name.
+            assert audited, f"{where}: a {r.status_code} write left no audit row"
+            assert {u for _, u in audited} == {world.users[role].id}, f"{where}: audit rows of others: {audited}"
         return
+    assert not audited, f"{where}: a refused request ({r.status_code}) left audit rows {audited}"
     assert r.status_code == want.status, f"{where}: expected {want.describe()}, got {r.status_code} {r.text[:300]}"
     assert r.headers["content-type"].startswith("application/problem+json"), r.headers["content-type"]
     if want.code:

@@ -34,7 +34,8 @@ def people_list(ctx: Ctx, owner: Organization) -> Req:
     return Req("GET", "/api/v1/people", params={"org_id": owner.id, "subtree": "true"})
 
 
-@case("people_lookup", auditor_writes="a lookup only reads: POST keeps the ID number out of the URL")
+@case("people_lookup", auditor_writes="a lookup only reads: POST keeps the ID number out of the URL",
+      reads="a lookup changes nothing (only an unmasked read, by a pii_read role, is audited)")
 def people_lookup(ctx: Ctx, owner: Organization) -> Req:
     number = unique_id_number()
     person_at(ctx, owner, id_no=number)

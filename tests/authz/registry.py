@@ -128,6 +128,8 @@ class Case:
     auditor_writes: str | None = None
     # Why the request does not depend on the target (None: it does; sibling targets are 404).
     targetless: str | None = None
+    # Why a POST only reads (so it writes no audit row of a change), e.g. a lookup keeping a number out of the URL.
+    reads: str | None = None
     item_orgs: ItemOrgs | None = None
 
     def owner_key(self, role: str, target: str) -> str:
@@ -144,7 +146,7 @@ CASES: dict[str, Case] = {}
 def case(
     operation_id: str, *, township_owner: str = "v1", expect: dict[Cell, Expect] | None = None,
     any_user: str | None = None, auditor_writes: str | None = None, targetless: str | None = None,
-    item_orgs: ItemOrgs | None = None,
+    item_orgs: ItemOrgs | None = None, reads: str | None = None,
 ) -> Callable[[Build], Build]:
     """Register the decorated builder as the matrix case of `operation_id`."""
 
@@ -157,7 +159,7 @@ def case(
         CASES[operation_id] = Case(
             operation_id=operation_id, build=build, module=build.__module__, township_owner=township_owner,
             expect=dict(expect or {}), any_user=any_user, auditor_writes=auditor_writes, targetless=targetless,
-            item_orgs=item_orgs,
+            item_orgs=item_orgs, reads=reads,
         )
         return build
 
