@@ -51,6 +51,9 @@ class Case:
     server: str = "app"  # or "hello"
     expect: int = 200
     sql: int | None = None
+    single_ms: float | None = None  # one request alone, in-process (the probe before the load)
+    connections: int = 0
+    seconds: float = 0.0
     rounds: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -178,8 +181,14 @@ def count_sql(url: str, dialect: str, manifest: Any, cases: list[Case]) -> None:
             continue
         headers = request_headers(case, tokens)
         counter["n"] = 0
+        t0 = time.perf_counter()
         response = client.request(case.method, case.path, content=case.body, headers=headers)
+        case.single_ms = (time.perf_counter() - t0) * 1000
         case.sql = counter["n"]
+        if case.method == "GET" and case.single_ms < 10_000:
+            t0 = time.perf_counter()
+            client.request(case.method, case.path, headers=headers)
+            case.single_ms = min(case.single_ms, (time.perf_counter() - t0) * 1000)
         if response.status_code != case.expect:
             raise SystemExit(f"{case.name}: {case.method} {case.path} answered {response.status_code}: "
                              f"{response.text[:300]}")
@@ -317,6 +326,36 @@ def wrk(url: str, case: Case, tokens: dict[str, str], seconds: float, connection
 
 # --- the run --------------------------------------------------------------------------------------
 
+MAX_SINGLE_MS = env_float("BENCH_MAX_SINGLE_MS", 3000)
+
+
+def plan(case: Case, seconds: float, connections: int) -> None:
+    """Heavy cases get fewer connections and a longer run; one slower than BENCH_MAX_SINGLE_MS alone is not
+    loaded at all (the table shows its single-request time): the run stays bounded."""
+    single = case.single_ms or 0.0
+    if single > MAX_SINGLE_MS:
+        case.connections, case.seconds = 0, 0.0
+        return
+    case.connections = connections if single < 200 else 2
+    case.seconds = max(seconds, min(30.0, 5 * single / 1000))
+
+
+def drain(base: str, limit: float = 120.0) -> None:
+    """Wait until the service is idle again (requests queued by a slow case have finished): /healthz answers
+    within 100 ms twice in a row, or `limit` seconds pass."""
+    import httpx
+
+    deadline, quick = time.monotonic() + limit, 0
+    with httpx.Client(base_url=base, timeout=limit) as client:
+        while quick < 2 and time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            try:
+                client.get("/healthz")
+            except httpx.HTTPError:
+                time.sleep(0.5)
+                continue
+            quick = quick + 1 if time.perf_counter() - t0 < 0.1 else 0
+
 
 def machine() -> dict[str, Any]:
     model = ""
@@ -341,6 +380,8 @@ def main() -> int:
     with database(scale_name) as (url, manifest, dialect):
         cases = [c for c in cases_for(manifest) if not wanted or c.name in wanted or c.name == "ceiling"]
         count_sql(url, dialect, manifest, cases)
+        for case in cases:
+            print(f"probe {case.name:<20} {case.sql} SQL statements, {case.single_ms or 0:.0f} ms alone", flush=True)
         env = server_env(url, dialect)
         with serve("bench.hello:app", env) as (hello_port, _), serve("app.main:app", env) as (app_port, proc):
             import httpx
@@ -348,14 +389,21 @@ def main() -> int:
             base = {"app": f"http://127.0.0.1:{app_port}", "hello": f"http://127.0.0.1:{hello_port}"}
             with httpx.Client(base_url=base["app"]) as client:
                 tokens = login_all(lambda path, data: client.post(path, data=data), manifest)
+            for case in cases:
+                plan(case, seconds, connections)
             for r in range(rounds):
                 for case in cases:
+                    if not case.connections:
+                        continue
                     if warmup > 0:
-                        wrk(base[case.server], case, tokens, warmup, connections)
-                    res = wrk(base[case.server], case, tokens, seconds, connections)
+                        wrk(base[case.server], case, tokens, warmup, case.connections)
+                        drain(base["app"])
+                    res = wrk(base[case.server], case, tokens, case.seconds, case.connections)
+                    drain(base["app"])
                     case.rounds.append(res)
                     print(f"round {r + 1}/{rounds} {case.name:<20} {res['rps']:9.1f} req/s  p50 {res['p50']:8.2f} ms"
-                          f"  p99 {res['p99']:8.2f} ms  errors {int(res['errors'])}", flush=True)
+                          f"  p99 {res['p99']:8.2f} ms  errors {int(res['errors'])}  c={case.connections}",
+                          flush=True)
             rss = peak_rss_mb(proc.pid)
     report = summarise(cases, info, dialect, manifest, rss, seconds, warmup, rounds, connections, scale_name)
     print()
@@ -372,13 +420,16 @@ def summarise(cases: list[Case], info: dict[str, Any], dialect: str, manifest: A
     ceiling = next(c for c in cases if c.name == "ceiling")
     rows = []
     for case in cases:
-        ratios = [r["rps"] / c["rps"] for r, c in zip(case.rounds, ceiling.rounds, strict=True) if c["rps"]]
+        ratios = [r["rps"] / c["rps"] for r, c in zip(case.rounds, ceiling.rounds, strict=False) if c["rps"]]
+        loaded = bool(case.rounds)
         rows.append({
             "case": case.name, "description": case.description, "method": case.method, "path": case.path,
-            "rps": statistics.median(r["rps"] for r in case.rounds),
-            "p50_ms": statistics.median(r["p50"] for r in case.rounds),
-            "p99_ms": statistics.median(r["p99"] for r in case.rounds),
+            "rps": statistics.median(r["rps"] for r in case.rounds) if loaded else None,
+            "p50_ms": statistics.median(r["p50"] for r in case.rounds) if loaded else None,
+            "p99_ms": statistics.median(r["p99"] for r in case.rounds) if loaded else None,
             "ratio": statistics.median(ratios) if ratios else None,
+            "single_ms": None if case.single_ms is None else round(case.single_ms, 1),
+            "connections": case.connections, "seconds": case.seconds,
             "sql": case.sql, "errors": int(sum(r["errors"] for r in case.rounds)),
             "requests": int(sum(r["requests"] for r in case.rounds)), "rounds": case.rounds,
         })
@@ -397,11 +448,18 @@ def table(report: dict[str, Any]) -> str:
     head = (f"{report['database']} · {report['scale']} dataset ({sum(report['dataset_rows'].values()):,} rows, "
             f"loaded in {report['dataset_load_seconds']} s) · {report['machine']['cpus']} CPUs · worker peak RSS "
             f"{report['worker_peak_rss_mb']} MB")
-    lines = [head, "", "| case | req/s | p50 ms | p99 ms | × ceiling | SQL/req | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "", "| case | req/s | p50 ms | p99 ms | × ceiling | SQL/req | alone ms | conns | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def num(value: float | None, fmt: str) -> str:
+        if value is None:
+            return "–"
+        if fmt == "rate":  # three significant digits, whatever the magnitude
+            return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+        return format(value, fmt)
+
     for r in report["cases"]:
-        ratio = "" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        sql = "" if r["sql"] is None else str(r["sql"])
-        lines.append(f"| {r['case']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {ratio} | {sql} "
-                     f"| {r['errors']} |")
+        lines.append(f"| {r['case']} | {num(r['rps'], 'rate')} | {num(r['p50_ms'], '.1f')} | {num(r['p99_ms'], '.1f')} "
+                     f"| {num(r['ratio'], 'rate')} | {num(r['sql'], 'd')} | {num(r['single_ms'], '.0f')} "
+                     f"| {r['connections'] or 'not loaded'} | {r['errors']} |")
     return "\n".join(lines)
