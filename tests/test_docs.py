@@ -20,6 +20,7 @@ def _asset_urls(html: str) -> list[str]:
 def test_docs_pages_reference_only_their_own_origin(client: TestClient, page: str) -> None:
     r = client.get(page)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
     html = r.text
     foreign = [u for u in re.findall(r"""(?:https?:)?//[^\s'"<>)]+""", html) if urlsplit(u).netloc != "testserver"]
     assert not foreign, f"{page} loads from other hosts: {foreign}"
