@@ -66,11 +66,12 @@ def create_db_engine(url: str, *, pool_size: int | None = None) -> Engine:
             # Keep as many connections as requests in flight: the default pool of 5 closed every extra one
             # on return, and each new one pays its PRAGMAs (14 % of a get-by-id's CPU under load, issue 8).
             pool = {"pool_size": size, "max_overflow": size}
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True,
+                               **pool)
         _configure_sqlite(engine)
         return engine
     return create_engine(
-        url, pool_size=size, max_overflow=size, pool_pre_ping=True, pool_timeout=10,
+        url, pool_size=size, max_overflow=size, pool_pre_ping=True, pool_timeout=10, hide_parameters=True,
         connect_args={"connect_timeout": 5},
     )
 

@@ -99,7 +99,7 @@ class OrganizationCreate(CreateModel):
     level: OrgLevel
     domain: OrgDomain
     name: str = Field(min_length=1, max_length=100)
-    code: str | None = Field(default=None, regex=r"^\d{6,20}$")
+    code: str | None = Field(default=None, schema_extra={"pattern": r"^\d{6,20}$"})
     credit_code: str | None = Field(default=None, max_length=18)
     altitude_m: int | None = Field(default=None, ge=-500, le=9000)
     established_on: dt.date | None = None
@@ -111,7 +111,7 @@ class OrganizationCreate(CreateModel):
 class OrganizationUpdate(UpdateModel):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     domain: OrgDomain | None = None
-    code: str | None = Field(default=None, regex=r"^\d{6,20}$")
+    code: str | None = Field(default=None, schema_extra={"pattern": r"^\d{6,20}$"})
     credit_code: str | None = Field(default=None, max_length=18)
     altitude_m: int | None = Field(default=None, ge=-500, le=9000)
     established_on: dt.date | None = None
@@ -123,7 +123,7 @@ class OrganizationUpdate(UpdateModel):
 class OrganizationMove(CreateModel):
     parent_id: int = id_field()
     code: str | None = Field(
-        default=None, regex=r"^\d{6,20}$",
+        default=None, schema_extra={"pattern": r"^\d{6,20}$"},
         description="New division code, required when the old one does not extend the new parent's.",
     )
 

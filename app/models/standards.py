@@ -189,7 +189,7 @@ class StandardSetUpdate(UpdateModel):
 
 class StandardItemCreate(CreateModel):
     aspect: Aspect
-    code: str = Field(min_length=1, max_length=20, regex=r"^[A-Za-z0-9._-]+$")
+    code: str = Field(min_length=1, max_length=20, schema_extra={"pattern": r"^[A-Za-z0-9._-]+$"})
     requirement: str = Field(min_length=1, max_length=2000)
     max_score: int = Field(ge=1, le=1000)
     evidence: str | None = Field(default=None, max_length=1000)
@@ -199,7 +199,7 @@ class StandardItemCreate(CreateModel):
 
 class StandardItemUpdate(UpdateModel):
     aspect: Aspect | None = None
-    code: str | None = Field(default=None, min_length=1, max_length=20, regex=r"^[A-Za-z0-9._-]+$")
+    code: str | None = Field(default=None, min_length=1, max_length=20, schema_extra={"pattern": r"^[A-Za-z0-9._-]+$"})
     requirement: str | None = Field(default=None, min_length=1, max_length=2000)
     max_score: int | None = Field(default=None, ge=1, le=1000)
     evidence: str | None = Field(default=None, max_length=1000)
@@ -464,7 +464,7 @@ class FacilityType(SQLModel, table=True):
 
 
 class FacilityTypeCreate(CreateModel):
-    code: str = Field(min_length=1, max_length=40, regex=r"^[a-z0-9_]+$")
+    code: str = Field(min_length=1, max_length=40, schema_extra={"pattern": r"^[a-z0-9_]+$"})
     name: str = Field(min_length=1, max_length=100)
     category: FacilityCategory
     description: str | None = Field(default=None, max_length=1000)

@@ -283,7 +283,7 @@ class CadreDuty(SQLModel, table=True):
 
 
 class CadreDutyCreate(CreateModel):
-    code: str = Field(regex=r"^[a-z][a-z0-9_]{1,39}$")
+    code: str = Field(schema_extra={"pattern": r"^[a-z][a-z0-9_]{1,39}$"})
     name: str = Field(min_length=1, max_length=50)
     name_en: str = Field(min_length=1, max_length=100)
     sort_order: int = Field(default=0, ge=0, le=1000)

@@ -191,7 +191,7 @@ class TaskUpdate(_TaskFields, UpdateModel):
 
 
 class MonthlyListCreate(CreateModel):
-    month: str = Field(regex=MONTH_PATTERN, description="YYYY-MM")
+    month: str = Field(schema_extra={"pattern": MONTH_PATTERN}, description="YYYY-MM")
     title: str = Field(min_length=1, max_length=TITLE)
     tasks: list[TaskCreate] = Field(default_factory=list, max_length=100)
 
@@ -205,7 +205,7 @@ class MonthlyListCreate(CreateModel):
 
 
 class MonthlyListUpdate(UpdateModel):
-    month: str | None = Field(default=None, regex=MONTH_PATTERN)
+    month: str | None = Field(default=None, schema_extra={"pattern": MONTH_PATTERN})
     title: str | None = Field(default=None, min_length=1, max_length=TITLE)
 
 
