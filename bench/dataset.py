@@ -106,8 +106,8 @@ def _rows_for(table: Table, rows: Sequence[dict[str, Any]], now: dt.datetime) ->
     for c in table.columns:
         if c.name in ("created_at", "updated_at"):
             defaults[c.name] = now
-        elif c.default is not None and not callable(c.default.arg):
-            arg = c.default.arg
+        elif c.default is not None and not callable(getattr(c.default, "arg", None)):
+            arg = getattr(c.default, "arg", None)
             defaults[c.name] = getattr(arg, "value", arg)
         else:
             defaults[c.name] = None
@@ -123,7 +123,7 @@ def bulk_insert(conn: Connection, table_name: str, rows: Sequence[dict[str, Any]
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
         cols = ", ".join(f'"{n}"' for n in names)
-        with raw.cursor() as cur, cur.copy(f'COPY "{table_name}" ({cols}) FROM STDIN') as copy:  # type: ignore[union-attr]
+        with raw.cursor() as cur, cur.copy(f'COPY "{table_name}" ({cols}) FROM STDIN') as copy:
             for t in tuples:
                 copy.write_row(t)
     else:
@@ -131,7 +131,7 @@ def bulk_insert(conn: Connection, table_name: str, rows: Sequence[dict[str, Any]
         # (naive UTC "YYYY-MM-DD HH:MM:SS.ffffff", ISO dates, 0/1): several times faster than Core.
         raw = conn.connection.driver_connection
         sql = f'INSERT INTO "{table_name}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})'
-        raw.executemany(sql, [tuple(_sqlite_value(v) for v in t) for t in tuples])  # type: ignore[union-attr]
+        raw.executemany(sql, [tuple(_sqlite_value(v) for v in t) for t in tuples])
     return len(rows)
 
 
@@ -379,7 +379,7 @@ def generate(conn: Connection, scale: Scale = FULL, *, log: Any = None) -> Manif
         lines.append(row)
         return row
 
-    for org_id, _path, *_rest in [*townships, *villages]:
+    for org_id in [*(t[0] for t in townships), *(v[0] for v in villages)]:
         row = line(org_id, "party_work", f"党建工作经费 {YEAR}", 2_000_000)
         paid_total = 0
         for _ in range(rng.randint(3, 8)):
