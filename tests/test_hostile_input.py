@@ -340,3 +340,15 @@ def test_every_documented_422_is_a_problem_document(client: TestClient, world: W
     assert "HTTPValidationError" not in doc["components"]["schemas"]
     r = client.post("/api/v1/responsibility-letters/11185005769/settle", headers=world.auth("city"))
     assert problem(r, 422)["errors"][0]["loc"] == ["path", "letter_id"]
+
+
+def test_405_allow_lists_every_method_of_the_path(client: TestClient, world: World) -> None:
+    # Found by the fuzzer: Starlette's Allow named only the first route's method (FastAPI adds one route per
+    # method), so `OPTIONS /api/v1/users` said `Allow: GET` although POST is there too.
+    def allow(r: Any) -> set[str]:
+        problem(r, 405)
+        return {m.strip() for m in r.headers["Allow"].split(",")}
+
+    assert {"GET", "POST"} <= allow(client.options("/api/v1/users", headers=world.auth("city")))
+    assert {"GET", "PATCH"} <= allow(client.delete(f"/api/v1/users/{world.users['v1'].id}", headers=world.auth("city")))
+    assert "DELETE" not in allow(client.put(ORGS, headers=world.auth("city")))

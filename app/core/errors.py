@@ -152,9 +152,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code, title = _TITLES.get(exc.status_code, ("error", "Error"))
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
-        return problem_response(
-            request, exc.status_code, code, title, detail, headers=getattr(exc, "headers", None)
-        )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return problem_response(request, exc.status_code, code, title, detail, headers=headers or None)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
@@ -192,6 +193,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return problem_response(request, 500, "internal_error", "Internal server error", None)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path (the router names only the first route's, and FastAPI
+    makes one route per method): each method is tried against the routes as the router itself would."""
+    from starlette.routing import Match
+
+    scope = {k: v for k, v in request.scope.items() if k not in ("route", "endpoint", "path_params")}
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
