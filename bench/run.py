@@ -460,6 +460,6 @@ def table(report: dict[str, Any]) -> str:
 
     for r in report["cases"]:
         lines.append(f"| {r['case']} | {num(r['rps'], 'rate')} | {num(r['p50_ms'], '.1f')} | {num(r['p99_ms'], '.1f')} "
-                     f"| {num(r['ratio'], 'rate')} | {num(r['sql'], 'd')} | {num(r['single_ms'], '.0f')} "
+                     f"| {num(r['ratio'], '.4f')} | {num(r['sql'], 'd')} | {num(r['single_ms'], '.0f')} "
                      f"| {r['connections'] or 'not loaded'} | {r['errors']} |")
     return "\n".join(lines)
