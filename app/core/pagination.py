@@ -1,14 +1,15 @@
-"""The one pagination helper: limit/offset, a sort whitelist, the envelope, CSV by Accept."""
+"""The one pagination helper: limit/offset, a sort whitelist, the envelope, CSV or Excel by Accept."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ T = TypeVar("T")
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
 CSV_MEDIA_TYPE = "text/csv"
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class Page(BaseModel, Generic[T]):
@@ -87,6 +89,46 @@ def wants_csv(request: Request) -> bool:
     return CSV_MEDIA_TYPE in accept and "application/json" not in accept.split(",")[0]
 
 
+def wants_xlsx(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return XLSX_MEDIA_TYPE in accept and "application/json" not in accept.split(",")[0]
+
+
+def _xlsx_cell(value: Any) -> Any:
+    """Numbers and booleans stay typed; everything else is text (never a formula)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, list | dict):
+        import json
+
+        value = json.dumps(value, ensure_ascii=False)
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return ILLEGAL_CHARACTERS_RE.sub("", str(value))
+
+
+def xlsx_response(rows: Iterable[Mapping[str, Any]], fields: Sequence[str], filename: str) -> Response:
+    """One worksheet: a header row of field names, then one row per item; text cells typed as strings."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title=re.sub(r"[\\/*?:\[\]]", "_", filename)[:31] or "export")
+    sheet.append(fields)
+    for row in rows:
+        cells = []
+        for field in fields:
+            cell = WriteOnlyCell(sheet, value=_xlsx_cell(row.get(field)))
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # "=..." is text, not a formula
+            cells.append(cell)
+        sheet.append(cells)
+    out = io.BytesIO()
+    book.save(out)
+    return Response(out.getvalue(), media_type=XLSX_MEDIA_TYPE,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}.xlsx"'})
+
+
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, list | dict):
         import json
@@ -126,19 +168,35 @@ def csv_response(rows: Iterable[Mapping[str, Any]], fields: Sequence[str], filen
     )
 
 
+def export_response(request: Request, rows: Iterable[Mapping[str, Any]], fields: Sequence[str],
+                    filename: str) -> Response | None:
+    """CSV or .xlsx of these rows when Accept asks for one (None otherwise): for tables that are not pages."""
+    xlsx, csv_ = wants_xlsx(request), wants_csv(request)
+    if xlsx and csv_:  # both asked for: the one named first
+        accept = request.headers.get("accept", "")
+        xlsx = accept.index(XLSX_MEDIA_TYPE) < accept.index(CSV_MEDIA_TYPE)
+    if xlsx:
+        return xlsx_response(rows, fields, filename)
+    if csv_:
+        return csv_response(rows, fields, filename)
+    return None
+
+
 def respond(
     request: Request, model: type[BaseModel], items: list[Any], total: int, params: PageParams,
     *, filename: str = "export",
 ) -> Any:
-    """The list response: the JSON envelope, or CSV of the same page when Accept asks for it."""
-    if wants_csv(request):
-        fields = list(model.model_fields)
+    """The list response: the JSON envelope, or CSV / .xlsx of the same page (same filters, scope and masking)
+    when Accept asks for it."""
+    if wants_csv(request) or wants_xlsx(request):
         dumped = (model.model_validate(i).model_dump(mode="json") for i in items)
-        return csv_response(dumped, fields, filename)
+        return export_response(request, dumped, list(model.model_fields), filename)
     return {"items": items, "total": total, "limit": params.limit, "offset": params.offset}
 
 
 CSV_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
-          "description": "The page; CSV (UTF-8 with BOM) when `Accept: text/csv`"},
+    200: {"content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+                      XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+          "description": "The page; CSV (UTF-8 with BOM) when `Accept: text/csv`, an Excel workbook when "
+                         f"`Accept: {XLSX_MEDIA_TYPE}`"},
 }

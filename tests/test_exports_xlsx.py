@@ -1,0 +1,86 @@
+"""Lists answer `Accept: application/vnd.openxmlformats-officedocument.spreadsheetml.sheet` with an .xlsx of
+the same page: same filters, same scope, personal data masked as in JSON."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+from sqlalchemy.orm import Session
+
+from app.core.pagination import XLSX_MEDIA_TYPE
+from tests.factories import World, id_number, make_org, make_person
+
+XLSX = {"Accept": XLSX_MEDIA_TYPE}
+
+
+def _rows(body: bytes) -> list[dict[str, Any]]:
+    book = load_workbook(io.BytesIO(body), read_only=True)
+    [sheet] = book.worksheets
+    header, *rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+    return [dict(zip(header, r, strict=True)) for r in rows]
+
+
+def test_organizations_xlsx_follows_filters_and_scope(client: TestClient, world: World) -> None:
+    r = client.get(f"/api/v1/organizations?org_id={world.t1.id}&subtree=true&sort=code",
+                   headers={**world.auth("t1"), **XLSX})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == XLSX_MEDIA_TYPE
+    assert r.headers["content-disposition"] == 'attachment; filename="organizations.xlsx"'
+    rows = _rows(r.content)
+    as_json = client.get(f"/api/v1/organizations?org_id={world.t1.id}&subtree=true&sort=code",
+                         headers=world.auth("t1")).json()["items"]
+    assert [row["id"] for row in rows] == [o["id"] for o in as_json]
+    assert {row["code"] for row in rows} == {world.t1.code, world.v1.code, world.v1b.code}
+    assert rows[0]["name"] == world.t1.name  # Chinese text intact
+    assert isinstance(rows[0]["id"], int)
+    # Out of scope: the village sees only itself, whatever it asks for.
+    mine = _rows(client.get("/api/v1/organizations", headers={**world.auth("v1"), **XLSX}).content)
+    assert [row["id"] for row in mine] == [world.v1.id]
+    # Paging is the JSON's.
+    one = _rows(client.get("/api/v1/organizations?limit=1&offset=1&sort=id",
+                           headers={**world.auth("city"), **XLSX}).content)
+    assert len(one) == 1
+
+
+def test_text_that_looks_like_a_formula_stays_text(client: TestClient, world: World, db: Session) -> None:
+    make_org(db, world.t1, level="village", domain="community", name="=HYPERLINK(\"http://x\")\x07", code=None)
+    r = client.get("/api/v1/organizations?q=HYPERLINK", headers={**world.auth("city"), **XLSX})
+    assert r.status_code == 200, r.text
+    book = load_workbook(io.BytesIO(r.content))
+    cell = next(c for row in book.active.iter_rows() for c in row if str(c.value).startswith("=HYPER"))
+    assert cell.data_type == "s" and cell.value == "=HYPERLINK(\"http://x\")"
+
+
+def test_people_xlsx_masks_personal_data_as_json_does(client: TestClient, world: World, db: Session) -> None:
+    number = id_number("513321", "19620315")
+    person = make_person(db, world.v1, id_no=number, name="张三")
+    db.flush()
+    got = client.get(f"/api/v1/people?org_id={world.v1.id}", headers={**world.auth("t1"), **XLSX})
+    assert got.status_code == 200, got.text
+    [row] = [r for r in _rows(got.content) if r["id"] == person.id]
+    [item] = [p for p in client.get(f"/api/v1/people?org_id={world.v1.id}", headers=world.auth("t1")).json()["items"]
+              if p["id"] == person.id]
+    assert row["name"] == "张三"
+    assert row["id_number"] == item["id_number"] != number
+    assert number.encode() not in got.content and b"1962-03-15" not in got.content
+
+
+def test_json_stays_the_default_and_wins_when_listed_first(client: TestClient, world: World) -> None:
+    headers = {**world.auth("city"), "Accept": f"application/json, {XLSX_MEDIA_TYPE}"}
+    assert client.get("/api/v1/organizations", headers=headers).json()["total"] >= 6
+
+
+def test_the_format_named_first_wins(client: TestClient, world: World) -> None:
+    both = client.get("/api/v1/organizations", headers={**world.auth("city"), "Accept": f"text/csv, {XLSX_MEDIA_TYPE}"})
+    assert both.headers["content-type"].startswith("text/csv")
+    both = client.get("/api/v1/organizations", headers={**world.auth("city"), "Accept": f"{XLSX_MEDIA_TYPE}, text/csv"})
+    assert both.headers["content-type"] == XLSX_MEDIA_TYPE
+
+
+def test_lists_document_the_xlsx_answer(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    content = spec["paths"]["/api/v1/organizations"]["get"]["responses"]["200"]["content"]
+    assert XLSX_MEDIA_TYPE in content and "text/csv" in content
