@@ -110,7 +110,7 @@ def database(scale_name: str) -> Iterator[tuple[str, Any, str]]:
     admin = os.environ.get("BENCH_DATABASE_URL")
     if not admin:
         path = ROOT / "data" / f"bench-{scale_name}.db"
-        manifest_file = path.with_suffix(".json")
+        manifest_file = Path(f"{path}-manifest.json")  # data/*.db-* is ignored by git and removed by make clean
         url = f"sqlite:///{path}"
         if os.environ.get("BENCH_REUSE") == "1" and path.exists() and manifest_file.exists():
             print(f"reusing {path}")
