@@ -409,9 +409,12 @@ def main() -> int:
     print()
     print(table(report))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in ("latest.json", f"latest-{dialect}.json"):
+    # Only a complete run replaces the committed results; a partial or tiny one goes to partial-*.json.tmp (ignored).
+    complete = scale_name == "full" and not wanted
+    names = ("latest.json", f"latest-{dialect}.json") if complete else (f"partial-{dialect}.json.tmp",)
+    for name in names:
         (RESULTS / name).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten to {RESULTS / 'latest.json'} and {RESULTS / f'latest-{dialect}.json'}")
+    print("\nwritten to " + " and ".join(str(RESULTS / n) for n in names))
     return 0
 
 
