@@ -34,7 +34,18 @@ def _writes(request: Request) -> bool:
         return True
     route = request.scope.get("route")
     extra = getattr(route, "openapi_extra", None) or {}
-    return bool(extra.get("x-audited-read"))
+    if not extra.get("x-audited-read"):
+        return False
+    # Only a caller who may read personal data gets the unmasked answer that is audited;
+    # everyone else's read stays a plain read (no write lock on SQLite).
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    try:
+        role = decode_token(token, expected_type="access").get("role", "")
+    except TokenError:
+        return False
+    return Permission.pii_read in permissions_for(str(role))
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -41,3 +41,9 @@ def test_audited_reads_of_personal_data_do(client: TestClient, world: World, ope
     assert client.get("/api/v1/people", headers=world.auth("auditor")).status_code == 200
     assert opened == [True]
     assert app.openapi()["paths"]["/api/v1/people/{person_id}"]["get"]["x-audited-read"] is True
+
+
+def test_reads_of_people_without_pii_read_stay_plain_reads(client: TestClient, world: World,
+                                                          opened: list[bool]) -> None:
+    assert client.get("/api/v1/people", headers=world.auth("t1")).status_code == 200
+    assert opened == [False]
