@@ -352,3 +352,10 @@ def test_405_allow_lists_every_method_of_the_path(client: TestClient, world: Wor
     assert {"GET", "POST"} <= allow(client.options("/api/v1/users", headers=world.auth("city")))
     assert {"GET", "PATCH"} <= allow(client.delete(f"/api/v1/users/{world.users['v1'].id}", headers=world.auth("city")))
     assert "DELETE" not in allow(client.put(ORGS, headers=world.auth("city")))
+
+
+@pytest.mark.parametrize("as_of", ["0000-01", "1999-12", "2101-01", "9999-12"])
+def test_dues_arrears_month_outside_the_years_is_422_not_500(client: TestClient, world: World, as_of: str) -> None:
+    # Found by the fuzzer: `as_of=0000-01` matched the month pattern and parse_month's ValueError was a 500.
+    problem(client.get(f"/api/v1/party-dues/arrears?as_of={as_of}", headers=world.auth("city")), 422)
+    assert client.get("/api/v1/party-dues/arrears?as_of=2019-03", headers=world.auth("city")).status_code == 200

@@ -37,7 +37,8 @@ router = APIRouter(prefix="/api/v1/party-dues", tags=["funds"])
 READ_ERRORS = problem_responses(401, 403, 404, 422)
 WRITE_ERRORS = problem_responses(401, 403, 404, 409, 422)
 MemberQuery = Annotated[int, Query(ge=1, le=MAX_ID, description="The member (person) id")]
-MonthQuery = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+# Years 2000..2100 as parse_month accepts (a year outside was a ValueError, i.e. a 500).
+MonthQuery = Annotated[str | None, Query(pattern=r"^(20\d{2}|2100)-(0[1-9]|1[0-2])$", description="YYYY-MM")]
 
 
 @router.get("/rates", response_model=list[DuesRatePublic], operation_id="funds_dues_rates",
