@@ -23,7 +23,7 @@ def _alembic_config():
 def cmd_migrate(_: argparse.Namespace) -> int:
     from alembic import command
 
-    command.upgrade(_alembic_config(), "heads")
+    command.upgrade(_alembic_config(), "head")
     print("database migrated to head")
     return 0
 

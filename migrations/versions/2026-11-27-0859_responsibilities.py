@@ -15,7 +15,7 @@ import app.core.db
 
 revision: str = '19ceccbd241c'
 down_revision: str | Sequence[str] | None = 'd651dac6cfed'
-branch_labels: str | Sequence[str] | None = ('responsibilities',)
+branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 

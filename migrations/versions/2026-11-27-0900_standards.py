@@ -1,7 +1,7 @@
 """standards
 
 Revision ID: eb152d062c07
-Revises: d651dac6cfed
+Revises: 19ceccbd241c
 Create Date: 2026-11-27 09:00:42.771518
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 import app.core.db
 
 revision: str = 'eb152d062c07'
-down_revision: str | Sequence[str] | None = 'd651dac6cfed'
-branch_labels: str | Sequence[str] | None = ('standards',)
+down_revision: str | Sequence[str] | None = '19ceccbd241c'
+branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 

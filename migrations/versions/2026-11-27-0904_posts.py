@@ -1,7 +1,7 @@
 """posts
 
 Revision ID: 60f1ec9516d8
-Revises: d651dac6cfed
+Revises: eb152d062c07
 Create Date: 2026-11-27 09:04:02.775852
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 import app.core.db
 
 revision: str = '60f1ec9516d8'
-down_revision: str | Sequence[str] | None = 'd651dac6cfed'
-branch_labels: str | Sequence[str] | None = ('posts',)
+down_revision: str | Sequence[str] | None = 'eb152d062c07'
+branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 

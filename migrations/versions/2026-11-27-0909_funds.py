@@ -1,7 +1,7 @@
 """funds
 
 Revision ID: dd4362ef439a
-Revises: d651dac6cfed
+Revises: 60f1ec9516d8
 Create Date: 2026-11-27 09:09:39.210214
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 import app.core.db
 
 revision: str = 'dd4362ef439a'
-down_revision: str | Sequence[str] | None = 'd651dac6cfed'
-branch_labels: str | Sequence[str] | None = ('funds',)
+down_revision: str | Sequence[str] | None = '60f1ec9516d8'
+branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 

@@ -1,7 +1,7 @@
 """evaluations
 
 Revision ID: cdc15da7596f
-Revises: d651dac6cfed
+Revises: dd4362ef439a
 Create Date: 2026-11-27 09:21:38.419478
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 import app.core.db
 
 revision: str = 'cdc15da7596f'
-down_revision: str | Sequence[str] | None = 'd651dac6cfed'
-branch_labels: str | Sequence[str] | None = ('evaluations',)
+down_revision: str | Sequence[str] | None = 'dd4362ef439a'
+branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 

@@ -1,7 +1,7 @@
 """training
 
 Revision ID: 9cbfeb4cf126
-Revises: d651dac6cfed
+Revises: cdc15da7596f
 Create Date: 2026-11-27 09:34:34.184073
 """
 
@@ -15,9 +15,9 @@ from alembic import op
 import app.core.db
 
 revision: str = '9cbfeb4cf126'
-down_revision: str | Sequence[str] | None = 'd651dac6cfed'
-branch_labels: str | Sequence[str] | None = ('training',)
-depends_on: str | Sequence[str] | None = 'dd4362ef439a'
+down_revision: str | Sequence[str] | None = 'cdc15da7596f'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,7 +1,7 @@
 """frontline
 
 Revision ID: 5e0a1f7c3b21
-Revises: d651dac6cfed
+Revises: 9cbfeb4cf126
 Create Date: 2026-11-27 09:35:00
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 import app.core.db
 
 revision: str = '5e0a1f7c3b21'
-down_revision: str | Sequence[str] | None = 'd651dac6cfed'
-branch_labels: str | Sequence[str] | None = ('frontline',)
+down_revision: str | Sequence[str] | None = '9cbfeb4cf126'
+branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
