@@ -122,8 +122,10 @@ def test_city_allocates_down_to_a_township_then_a_community(client: TestClient, 
     assert [x["allocated"] for x in v1_lines["items"]] == ["50000.00"]
     assert client.get(f"{LINES}/{city_line['id']}", headers=world.auth("v1")).status_code == 404
     # Every money movement is in the audit log with before and after amounts.
+    # Newest first: rows committed by the concurrency tests stay in the run's database and SQLite reuses ids.
     row = db.scalar(select(AuditLog).where(AuditLog.action == "budget_line.allocate_down",
-                                           AuditLog.entity_id == str(city_line["id"])))
+                                           AuditLog.entity_id == str(city_line["id"]))
+                    .order_by(AuditLog.id.desc()))
     assert row is not None and row.before["available"] == "500000.00" and row.after["available"] == "300000.00"
 
 

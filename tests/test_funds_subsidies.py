@@ -246,6 +246,9 @@ def insurance_run(client: TestClient, world: World, db: Session, allocated_fen: 
 
 def test_commit_by_another_user_draws_the_total_from_the_line(client: TestClient, world: World,
                                                               db: Session) -> None:
+    # Rows committed by the concurrency tests stay in the run's database (and SQLite reuses rolled-back
+    # ids), so look only at the audit rows this test writes.
+    start = db.scalar(select(func.max(AuditLog.id))) or 0
     run, line_id, _ = insurance_run(client, world, db)
     r = client.post(f"{RUNS}/{run['id']}/commit", headers=world.auth("city"))
     assert r.status_code == 403 and r.json()["code"] == "maker_checker"
@@ -259,8 +262,8 @@ def test_commit_by_another_user_draws_the_total_from_the_line(client: TestClient
     again = client.post(f"{RUNS}/{run['id']}/commit", headers=headers(checker))
     assert again.status_code == 409 and again.json()["code"] == "invalid_status"
     assert db.scalar(select(func.count()).select_from(AuditLog).where(
-        AuditLog.action == "subsidy_run.commit", AuditLog.entity_id == str(run["id"]))) == 1
-    row = db.scalar(select(AuditLog).where(AuditLog.action == "budget_line.approve",
+        AuditLog.id > start, AuditLog.action == "subsidy_run.commit", AuditLog.entity_id == str(run["id"]))) == 1
+    row = db.scalar(select(AuditLog).where(AuditLog.id > start, AuditLog.action == "budget_line.approve",
                                            AuditLog.entity_id == str(line_id)))
     assert row is not None and row.before["approved"] == "0.00" and row.after["approved"] == "300.00"
 
