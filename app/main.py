@@ -13,6 +13,7 @@ from app.core.docs import install_docs
 from app.core.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers, problem_responses
 from app.core.input_guard import InputGuardMiddleware
 from app.core.observability import ObservabilityMiddleware, configure_logging
+from app.core.openapi import finish_contract
 from app.routers import ROUTERS
 
 DESCRIPTION = """Records of a city's grassroots Party organisations: the organisation tree, its people,
@@ -67,6 +68,7 @@ def _register_problem_schema(app: FastAPI) -> None:
         _, defs = models_json_schema([(Problem, "validation")], ref_template="#/components/schemas/{model}")
         components.update(defs.get("$defs", {}))
         _problem_for_validation_errors(schema)
+        finish_contract(schema)  # readable schema names, examples everywhere
         app.openapi_schema = schema
         return schema
 

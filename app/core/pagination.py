@@ -10,7 +10,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -25,10 +25,19 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
 
 
 class Page(BaseModel, Generic[T]):
+    """One page of a list: the items, the total matching the filters, and the window asked for."""
+
     items: list[T]
-    total: int
-    limit: int
-    offset: int
+    total: int = Field(ge=0, description="Items matching the filters, on every page", examples=[1])
+    limit: int = Field(ge=1, description="Page size asked for", examples=[50])
+    offset: int = Field(ge=0, description="Items skipped before this page", examples=[0])
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
+        """`Page[PersonPublic]` is the `PersonPage` schema (not `Page_PersonPublic_`): what generated clients
+        call it."""
+        name = getattr(params[0], "__name__", str(params[0]))
+        return f"{name.removesuffix('Public')}Page"
 
 
 class PageParams(BaseModel):
