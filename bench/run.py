@@ -9,6 +9,7 @@ Environment:
   BENCH_ROUNDS        rounds, every case once per round, interleaved (default 3)
   BENCH_CONNECTIONS   concurrent connections held by wrk (default 8)
   BENCH_REUSE=1       SQLite only: reuse data/bench.db if it was generated at the same scale
+  BENCH_SQLITE_FILE   SQLite only: the database file (default data/bench-<scale>.db), e.g. one per person benching
   BENCH_CASES         comma-separated case names to run (default: all)
 """
 
@@ -109,7 +110,7 @@ def database(scale_name: str) -> Iterator[tuple[str, Any, str]]:
     scale = dataset.TINY if scale_name == "tiny" else dataset.FULL
     admin = os.environ.get("BENCH_DATABASE_URL")
     if not admin:
-        path = ROOT / "data" / f"bench-{scale_name}.db"
+        path = Path(os.environ.get("BENCH_SQLITE_FILE") or ROOT / "data" / f"bench-{scale_name}.db")
         manifest_file = Path(f"{path}-manifest.json")  # data/*.db-* is ignored by git and removed by make clean
         url = f"sqlite:///{path}"
         if os.environ.get("BENCH_REUSE") == "1" and path.exists() and manifest_file.exists():

@@ -346,13 +346,39 @@ def test_execution_report_rolls_up_per_org_and_category_with_csv(client: TestCli
     assert by_org[world.t1.id]["net"] == "400.00" and by_org[world.t1.id]["execution_rate"] == "0.2500"
     assert by_org[world.city.id]["available"] == "600.00"
     assert [c["category"] for c in body["by_category"]] == ["party_work"]
+    # Lines are the report organisation's own; the township's line is in its rolled-up row, and drilling down
+    # (org_id=t1, or t1's own report) lists it.
+    assert [ln["line_id"] for ln in body["lines"]] == [city_line["id"]]
     t1_view = client.get("/api/v1/budgets/execution", params={"year": 2031}, headers=world.auth("t1")).json()
     assert [ln["line_id"] for ln in t1_view["lines"]] == [t1_line_id]
+    drill = client.get("/api/v1/budgets/execution", params={"year": 2031, "org_id": world.t1.id},
+                       headers=world.auth("city")).json()
+    assert drill["lines"] == t1_view["lines"] and drill["total"] == by_org[world.t1.id] | {"row_type": "total",
+                                                                                          "org_id": None,
+                                                                                          "org_name": None}
     csv = client.get("/api/v1/budgets/execution", params={"year": 2031},
                      headers={**world.auth("city"), "Accept": "text/csv"})
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.lstrip("\ufeff").splitlines()
-    assert lines[0].startswith("row_type,") and len(lines) == 1 + 2 + 2 + 1 + 1
+    assert lines[0].startswith("row_type,") and len(lines) == 1 + 1 + 2 + 1 + 1
+
+
+def test_execution_report_rolls_the_subtree_up_per_child_in_a_fixed_number_of_statements(
+        client: TestClient, world: World, db: Session, engine: Engine) -> None:
+    make_line(db, world.v1, year=2033, allocated_fen=100)
+    with count_statements(engine) as few:
+        first = client.get("/api/v1/budgets/execution", params={"year": 2033}, headers=world.auth("city")).json()
+    for org in (world.t1, world.t2, world.v1, world.v1b, world.v2, world.city):
+        for i in range(3):
+            make_line(db, org, year=2033, allocated_fen=100, name=f"l{i}")
+    with count_statements(engine) as many:
+        report = client.get("/api/v1/budgets/execution", params={"year": 2033}, headers=world.auth("city")).json()
+    assert len(many) == len(few), (len(few), len(many))
+    assert first["total"]["allocated"] == "1.00" and report["total"]["allocated"] == "19.00"
+    # One row for the city's own lines and one per township, each totalling its whole subtree.
+    by_org = {row["org_id"]: (row["lines"], row["allocated"]) for row in report["by_organization"]}
+    assert by_org == {world.city.id: (3, "3.00"), world.t1.id: (10, "10.00"), world.t2.id: (6, "6.00")}
+    assert len(report["lines"]) == 3
 
 
 def test_line_list_runs_a_fixed_number_of_statements(client: TestClient, world: World, db: Session,

@@ -195,7 +195,7 @@ def reverse_disbursement(disbursement_id: ItemId, body: ReasonBody, session: Ses
 
 
 @reports.get("/execution", response_model=ExecutionReport, operation_id="funds_budget_execution",
-             summary="Budget execution per line, organisation and category",
+             summary="Budget execution: an organisation's own lines, its children rolled up, per category",
              responses={**READ_ERRORS, 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                                               "description": "The report; CSV rows (line, organization, category, "
                                                              "total) when `Accept: text/csv`"}})
@@ -204,8 +204,11 @@ def budget_execution(
     year: Annotated[int, Query(ge=YEAR_MIN, le=YEAR_MAX, description="Fiscal year")],
     org_id: OptionalIdQuery = None, subtree: bool = False, category: BudgetCategory | None = None,
 ) -> Any:
-    """allocated, allocated_down, net (= allocated − allocated_down: the money kept at that level, so rolled-up nets
-    count each yuan once), approved, paid, committed, available and execution_rate = paid / net."""
+    """The report of `org_id` (default: the caller's organisation, with its subtree). `lines`: that organisation's
+    own lines. `by_organization`: its own row and, with `subtree`, one row per direct child totalling the child's
+    whole subtree (drill down with org_id=child). `by_category` and `total`: the whole scope. Columns: allocated,
+    allocated_down, net (= allocated − allocated_down: the money kept at that level, so rolled-up nets count each
+    yuan once), approved, paid, committed, available and execution_rate = paid / net."""
     report = service.execution_report(session, actor, fiscal_year=year, org_id=org_id, subtree=subtree,
                                       category=category)
     if wants_csv(request):

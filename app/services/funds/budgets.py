@@ -7,10 +7,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
 from app.core import audit
+from app.core.aggregate import child_of
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.money import fmt_yuan, from_fen, to_fen
@@ -418,42 +419,59 @@ def _row(row_type: str, sums: dict[str, int], **extra: Any) -> ExecutionRow:
 def execution_report(
     session: Session, actor: Actor, *, fiscal_year: int, org_id: int | None, subtree: bool, category: str | None
 ) -> ExecutionReport:
-    """Per line, and rolled up per organisation and per category, in one query."""
-    stmt = (
-        select(BudgetLine, Organization.name).join(Organization, Organization.id == BudgetLine.org_id)
-        .where(BudgetLine.fiscal_year == fiscal_year, in_subtree(Organization.path, actor.org_path))
-        .order_by(Organization.path, BudgetLine.category, BudgetLine.id)
-    )
+    """The report of one organisation (org_id, default the caller's own): its own lines one by one; per
+    organisation its own row plus, over the subtree (`subtree`, always without org_id), one row per direct
+    child totalling that child's whole subtree; per category and the total over the same scope. Summed in the
+    database: four statements and a bounded answer whatever the number of lines and organisations below."""
+    root_id = org_id if org_id is not None else actor.org_id
+    if root_id is None:
+        root_id = session.scalar(select(Organization.id).where(col(Organization.parent_id).is_(None)).limit(1))
+        if root_id is None:
+            return ExecutionReport(fiscal_year=fiscal_year, lines=[], by_organization=[], by_category=[],
+                                   total=_row("total", dict.fromkeys(_FIELDS, 0), lines=0))
+    path = require_org_in_scope(session, actor, root_id)
+    if org_id is None:
+        subtree = True
+    conditions: list[Any] = [BudgetLine.fiscal_year == fiscal_year]
     if category:
-        stmt = stmt.where(BudgetLine.category == category)
-    if org_id is not None:
-        path = require_org_in_scope(session, actor, org_id)
-        stmt = stmt.where(in_subtree(Organization.path, path)) if subtree else stmt.where(BudgetLine.org_id == org_id)
+        conditions.append(BudgetLine.category == category)
+    counted = in_subtree(Organization.path, path) if subtree else Organization.id == root_id
+    sums = [func.coalesce(func.sum(getattr(BudgetLine, f)), 0).label(f) for f in _FIELDS]
+
     lines: list[ExecutionRow] = []
-    per_org: dict[int, dict[str, Any]] = {}
-    per_cat: dict[str, dict[str, Any]] = {}
+    for line, name in session.execute(
+        select(BudgetLine, Organization.name).join(Organization, Organization.id == BudgetLine.org_id)
+        .where(BudgetLine.org_id == root_id, *conditions).order_by(BudgetLine.category, BudgetLine.id)
+    ):
+        lines.append(_row("line", {f: getattr(line, f) for f in _FIELDS}, line_id=line.id, org_id=line.org_id,
+                          org_name=name, category=line.category, name=line.name))
+
+    key = child_of(Organization.path, path, root_id) if subtree else Organization.id
+    grouped = (select(key.label("row_id"), func.count().label("n"), *sums).select_from(BudgetLine)
+               .join(Organization, Organization.id == BudgetLine.org_id).where(counted, *conditions)
+               .group_by(key).subquery())
+    row_org = aliased(Organization, name="row_org")
+    by_organization = [
+        _row("organization", {f: int(r._mapping[f]) for f in _FIELDS}, org_id=r.row_id, org_name=r.name,
+             lines=r.n)
+        for r in session.execute(select(grouped, row_org.name).join(row_org, row_org.id == grouped.c.row_id)
+                                 .order_by(row_org.path))
+    ]
+    by_category = []
     total = dict.fromkeys(_FIELDS, 0)
     count = 0
-    for line, name in session.execute(stmt):
-        sums = {f: getattr(line, f) for f in _FIELDS}
-        lines.append(_row("line", sums, line_id=line.id, org_id=line.org_id, org_name=name, category=line.category,
-                          name=line.name))
-        org = per_org.setdefault(line.org_id, {"name": name, "n": 0, **dict.fromkeys(_FIELDS, 0)})
-        cat = per_cat.setdefault(line.category, {"n": 0, **dict.fromkeys(_FIELDS, 0)})
+    for r in session.execute(
+        select(BudgetLine.category, func.count().label("n"), *sums).select_from(BudgetLine)
+        .join(Organization, Organization.id == BudgetLine.org_id).where(counted, *conditions)
+        .group_by(BudgetLine.category).order_by(BudgetLine.category)
+    ):
+        amounts = {f: int(r._mapping[f]) for f in _FIELDS}
+        by_category.append(_row("category", amounts, category=r.category, lines=r.n))
         for f in _FIELDS:
-            org[f] += sums[f]
-            cat[f] += sums[f]
-            total[f] += sums[f]
-        org["n"] += 1
-        cat["n"] += 1
-        count += 1
-    return ExecutionReport(
-        fiscal_year=fiscal_year, lines=lines,
-        by_organization=[_row("organization", s, org_id=oid, org_name=s["name"], lines=s["n"])
-                         for oid, s in per_org.items()],
-        by_category=[_row("category", s, category=c, lines=s["n"]) for c, s in sorted(per_cat.items())],
-        total=_row("total", total, lines=count),
-    )
+            total[f] += amounts[f]
+        count += r.n
+    return ExecutionReport(fiscal_year=fiscal_year, lines=lines, by_organization=by_organization,
+                           by_category=by_category, total=_row("total", total, lines=count))
 
 
 # --- party dues accrual (used by the dues service) -----------------------------------

@@ -7,10 +7,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from app.core.aggregate import child_of
 from app.core.pagination import PageParams, order_by
 from app.core.scope import Actor, in_subtree, require_org_in_scope
 from app.models.organizations import Organization, OrgStatus
@@ -39,25 +40,25 @@ class SummaryRow:
 
 @dataclass
 class SummaryScope:
-    """The rows of a per-organisation summary and where each counted organisation's records go.
+    """The rows of a per-organisation summary and the SQL that puts each counted record in its row.
 
     Without `subtree`: one row, the organisation's own records. With `subtree`: a row per organisation
     below it (itself included). With `rollup`: a row per direct child counting its whole subtree, plus
-    the organisation's own records in a row of its own."""
+    the organisation's own records in a row of its own. Records are grouped by `key` in the database
+    (`join` adds the organisation and the scope condition), so Python only sees one row per summary row."""
 
     root_path: str
     rows: dict[int, SummaryRow]
-    bucket_of: dict[int, int]  # counted org id -> row org id
+    key: Any  # SQL: the id of the row a record of the joined Organization goes to
+    counted: Any  # SQL condition on the joined Organization
 
-    @property
-    def counted_ids(self) -> Any:
-        return select(Organization.id).where(in_subtree(Organization.path, self.root_path))
+    def join(self, stmt: Select[Any], org_id_column: Any) -> Select[Any]:
+        return stmt.join(Organization, Organization.id == org_id_column).where(self.counted)
 
-    def add(self, org_id: int, key: str, amount: int | float = 1) -> None:
-        row_id = self.bucket_of.get(org_id)
-        if row_id is not None:
-            counts = self.rows[row_id].counts
-            counts[key] = counts.get(key, 0) + amount
+    def add(self, row_id: int, key: str, amount: int | float = 1) -> None:
+        row = self.rows.get(row_id)
+        if row is not None:
+            row.counts[key] = row.counts.get(key, 0) + amount
 
     def ordered(self, *, keep: Any = None) -> list[SummaryRow]:
         """Rows in tree order; organisations that are dissolved and count nothing are left out."""
@@ -69,32 +70,27 @@ class SummaryScope:
 
 
 def summary_scope(session: Session, actor: Actor, org_id: int | None, *, subtree: bool, rollup: bool) -> SummaryScope:
+    """Two statements: the root, then the organisations that are rows (all of the subtree only without rollup)."""
     root_id = org_id if org_id is not None else actor.org_id
     if root_id is None:
         root = session.scalar(select(Organization).where(col(Organization.parent_id).is_(None)).limit(1))
         if root is None:
-            return SummaryScope("/", {}, {})
+            return SummaryScope("/", {}, Organization.id, false())
         root_id = root.id
     assert root_id is not None
     root_path = require_org_in_scope(session, actor, root_id)
     if not subtree and not rollup:
         root = session.get(Organization, root_id)
         assert root is not None
-        return SummaryScope(root_path, {root_id: SummaryRow(root)}, {root_id: root_id})
-    orgs = list(session.scalars(select(Organization).where(in_subtree(Organization.path, root_path))))
+        return SummaryScope(root_path, {root_id: SummaryRow(root)}, Organization.id, Organization.id == root_id)
+    counted = in_subtree(Organization.path, root_path)
     if not rollup:
-        return SummaryScope(root_path, {o.id: SummaryRow(o) for o in orgs if o.id}, {o.id: o.id for o in orgs if o.id})
-    rows: dict[int, SummaryRow] = {}
-    bucket: dict[int, int] = {}
-    depth = root_path.count("/")
-    by_id = {o.id: o for o in orgs}
-    for o in orgs:
-        assert o.id is not None
-        parts = o.path.strip("/").split("/")
-        row_id = int(parts[depth - 1]) if len(parts) >= depth else o.id
-        bucket[o.id] = row_id
-        rows.setdefault(row_id, SummaryRow(by_id[row_id]))
-    return SummaryScope(root_path, rows, bucket)
+        orgs = session.scalars(select(Organization).where(counted))
+        return SummaryScope(root_path, {o.id: SummaryRow(o) for o in orgs if o.id}, Organization.id, counted)
+    orgs = session.scalars(select(Organization).where(or_(Organization.id == root_id,
+                                                          Organization.parent_id == root_id)))
+    return SummaryScope(root_path, {o.id: SummaryRow(o) for o in orgs if o.id},
+                        child_of(Organization.path, root_path, root_id), counted)
 
 
 def overdue_clause(deadline: Any, open_clause: Any, today: dt.date, overdue: bool) -> Any:

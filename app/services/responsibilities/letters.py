@@ -490,19 +490,20 @@ def summary(session: Session, actor: Actor, *, year: int | None, org_id: int | N
             rollup: bool) -> list[LetterSummaryRow]:
     """Per organisation: letters by kind and status, the settled score and its share of the settled weight."""
     scope = summary_scope(session, actor, org_id, subtree=subtree, rollup=rollup)
-    conditions = [col(L.org_id).in_(scope.counted_ids)]
+    conditions: list[Any] = []
     if year is not None:
         conditions.append(L.year == year)
-    for org, kind, status, count in session.execute(
-        select(L.org_id, L.kind, L.status, func.count()).where(*conditions).group_by(L.org_id, L.kind, L.status)
-    ):
+    by_status: Any = session.execute(scope.join(
+        select(scope.key, L.kind, L.status, func.count()).select_from(L), L.org_id
+    ).where(*conditions).group_by(scope.key, L.kind, L.status)).all()
+    for org, kind, status, count in by_status:
         scope.add(org, f"{kind}:{status}", count)
         scope.add(org, "total", count)
-    for org, total_score, weight in session.execute(
-        select(L.org_id, func.sum(LetterItem.score), func.sum(LetterItem.weight))
-        .join(LetterItem, LetterItem.letter_id == L.id)
-        .where(*conditions, L.status == LetterStatus.settled).group_by(L.org_id)
-    ):
+    scores: Any = session.execute(scope.join(
+        select(scope.key, func.sum(LetterItem.score), func.sum(LetterItem.weight)).select_from(L)
+        .join(LetterItem, LetterItem.letter_id == L.id), L.org_id
+    ).where(*conditions, L.status == LetterStatus.settled).group_by(scope.key)).all()
+    for org, total_score, weight in scores:
         scope.add(org, "settled_score", int(total_score or 0))
         scope.add(org, "settled_weight", int(weight or 0))
     out = []

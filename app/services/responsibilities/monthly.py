@@ -496,16 +496,16 @@ def quarterly_review(session: Session, actor: Actor, *, year: int, quarter: int,
     scope = summary_scope(session, actor, org_id, subtree=subtree, rollup=rollup)
     is_open = col(A.status).in_(OPEN)
     done = A.status == TaskAssignmentStatus.done
-    grouped = session.execute(
+    grouped: Any = session.execute(scope.join(
         select(
-            A.org_id, func.count(),
+            scope.key, func.count(),
             func.sum(case((and_(done, col(A.done_on) <= col(A.deadline)), 1), else_=0)),
             func.sum(case((and_(done, col(A.done_on) > col(A.deadline)), 1), else_=0)),
             func.sum(case((is_open, 1), else_=0)),
             func.sum(case((and_(is_open, col(A.deadline) < today), 1), else_=0)),
-        ).where(col(A.org_id).in_(scope.counted_ids), col(A.month).in_(months),
-                A.status != TaskAssignmentStatus.cancelled)
-        .group_by(A.org_id)
+        ).select_from(A), A.org_id)
+        .where(col(A.month).in_(months), A.status != TaskAssignmentStatus.cancelled)
+        .group_by(scope.key)
     ).all()
     for org, assigned, on_time, late, still_open, overdue in grouped:
         for key, value in (("assigned", assigned), ("done_on_time", on_time), ("done_late", late),

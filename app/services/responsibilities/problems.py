@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
 from app.core import audit
+from app.core.aggregate import days_between
 from app.core.config import get_settings
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
@@ -433,42 +433,39 @@ def summary(
     session: Session, actor: Actor, *, year: int | None, org_id: int | None, subtree: bool, rollup: bool
 ) -> list[ProblemSummaryRow]:
     """Per organisation: problems by status, overdue, escalated, and the average days from opening to
-    verification. Counted in the database at request time, in three statements whatever the size."""
+    verification. Grouped in the database at request time, in three statements whatever the size."""
     today = clock.today()
     scope = summary_scope(session, actor, org_id, subtree=subtree, rollup=rollup)
-    conditions = [col(Problem.org_id).in_(scope.counted_ids)]
+    conditions: list[Any] = []
     if year is not None:
         conditions.append(Problem.year == year)
     overdue = and_(col(Problem.deadline).is_not(None), col(Problem.deadline) < today, _not_verified())
-    grouped = session.execute(
+    is_verified = and_(Problem.status == ProblemStatus.verified, col(Problem.verified_at).is_not(None))
+    grouped: Any = session.execute(scope.join(
         select(
-            Problem.org_id, Problem.status, func.count(),
+            scope.key, Problem.status, func.count(),
             func.sum(case((overdue, 1), else_=0)),
             func.sum(case((col(Problem.escalated_at).is_not(None), 1), else_=0)),
-        ).where(*conditions).group_by(Problem.org_id, Problem.status)
+            func.sum(case((is_verified, days_between(Problem.created_at, Problem.verified_at)), else_=None)),
+            func.sum(case((is_verified, 1), else_=0)),
+        ).select_from(Problem), Problem.org_id).where(*conditions).group_by(scope.key, Problem.status)
     ).all()
-    for org, status, count, n_overdue, n_escalated in grouped:
+    for org, status, count, n_overdue, n_escalated, days, n_verified in grouped:
         scope.add(org, str(status), count)
         scope.add(org, "total", count)
         scope.add(org, "overdue", int(n_overdue or 0))
         scope.add(org, "escalated", int(n_escalated or 0))
-    durations: dict[int, list[float]] = defaultdict(list)
-    verified = session.execute(
-        select(Problem.org_id, Problem.created_at, Problem.verified_at)
-        .where(*conditions, Problem.status == ProblemStatus.verified)
-    ).all()
-    for org, created, verified_at in verified:
-        row_id = scope.bucket_of.get(org)
-        if row_id is not None and verified_at is not None:
-            durations[row_id].append((verified_at - created).total_seconds() / 86400)
+        scope.add(org, "verified_days", float(days or 0))
+        scope.add(org, "verified_n", int(n_verified or 0))
     out = []
     for row in scope.ordered():
         c = row.counts
-        days = durations.get(row.org.id or 0)
+        n_verified = c.get("verified_n", 0)
         out.append(ProblemSummaryRow(
             org_id=row.org.id or 0, org_name=row.org.name, org_code=row.org.code, org_level=row.org.level,
             total=c.get("total", 0), open=c.get("open", 0), rectifying=c.get("rectifying", 0),
             submitted=c.get("submitted", 0), verified=c.get("verified", 0), overdue=c.get("overdue", 0),
-            escalated=c.get("escalated", 0), avg_days_to_verify=round(sum(days) / len(days), 1) if days else None,
+            escalated=c.get("escalated", 0),
+            avg_days_to_verify=round(c["verified_days"] / n_verified, 1) if n_verified else None,
         ))
     return out
