@@ -40,6 +40,9 @@ def _rejected(request: Request, detail: str) -> JSONResponse:
     responses=problem_responses(401, 422, 429),
 )
 def issue_token(request: Request, form: Annotated[TokenRequest, Form()], session: SessionDep) -> Any:
+    """OAuth2 password grant (a form, as the /docs Authorize dialog sends it): the answer is an access token and a
+    refresh token. A wrong username or password is a 401 invalid_credentials; repeated failures for one username
+    answer 429 with Retry-After until the window passes."""
     try:
         return service.login(session, form.username, form.password).tokens
     except service.LoginThrottled as exc:
@@ -58,6 +61,9 @@ def issue_token(request: Request, form: Annotated[TokenRequest, Form()], session
     responses=problem_responses(401, 422),
 )
 def refresh_token(request: Request, body: RefreshRequest, session: SessionDep) -> Any:
+    """Rotates a refresh token: the answer is a new access and refresh token pair and the refresh token sent is spent.
+    Presenting a spent refresh token again is treated as theft: its whole family is revoked and the caller must log
+    in again. An invalid, expired, revoked or reused token is a 401."""
     try:
         return service.refresh(session, body.refresh_token)
     except service.LoginRejected:
@@ -69,6 +75,9 @@ def refresh_token(request: Request, body: RefreshRequest, session: SessionDep) -
     responses=problem_responses(401, 404, 422),
 )
 def logout(body: RefreshRequest, session: SessionDep, actor: CurrentUser) -> Response:
+    """Revokes the refresh token sent in the body together with every token rotated from it (its family); access tokens
+    already issued expire on their own. The token must be one of the caller's (404 otherwise). Answers 204 with no
+    body."""
     service.logout(session, actor, body.refresh_token)
     return Response(status_code=204)
 
@@ -76,6 +85,8 @@ def logout(body: RefreshRequest, session: SessionDep, actor: CurrentUser) -> Res
 @auth.get("/me", response_model=Me, operation_id="auth_me", summary="Who am I",
           responses=problem_responses(401))
 def me(session: SessionDep, actor: CurrentUser) -> Any:
+    """The logged-in account: username, role, organisation and the permissions the role grants. Front ends call it
+    after logging in to decide what to show."""
     return service.me(session, actor)
 
 
@@ -97,6 +108,8 @@ def list_users(
 @users.get("/{user_id}", response_model=UserPublic, operation_id="users_get", summary="Get a user account",
            responses=problem_responses(401, 403, 404, 422))
 def get_user(user_id: ItemId, session: SessionDep, actor: UsersRead) -> Any:
+    """One user account in the caller's scope (a user of an organisation outside it is a 404). Password hashes are
+    never part of the answer."""
     return service.get_user(session, actor, user_id)
 
 
@@ -105,6 +118,8 @@ def get_user(user_id: ItemId, session: SessionDep, actor: UsersRead) -> Any:
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 def create_user(body: UserCreate, session: SessionDep, actor: UsersManage, response: Response) -> Any:
+    """Creates a login for an organisation in the caller's scope with a role at or below the caller's own. The username
+    must be unused (409 duplicate_username). The account is audited; answers 201 with Location."""
     user = service.create_user(session, actor, body)
     response.headers["Location"] = f"{users.prefix}/{user.id}"
     return user
@@ -116,4 +131,7 @@ def create_user(body: UserCreate, session: SessionDep, actor: UsersManage, respo
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 def update_user(user_id: ItemId, body: UserUpdate, session: SessionDep, actor: UsersManage) -> Any:
+    """Edits a user in scope: full name, password, role or active flag. A new password, a new role or deactivation
+    revokes every token the user holds, so they must log in again. Nobody can change their own role or disable their
+    own account (409 own_account)."""
     return service.update_user(session, actor, service.get_user(session, actor, user_id), body)

@@ -60,4 +60,8 @@ def list_audit_log(
     responses=problem_responses(401, 403),
 )
 def verify_audit_log(session: SessionDep, actor: AuditRead) -> Any:
+    """Recomputes the audit log's hash chain from the first row, a batch at a time, and answers whether it is intact,
+    how many rows were checked and the id of the first broken row with the reason (a missing row, a prev_hash that
+    does not match, content that does not match its hash). Rows appended while the check runs are left for the next
+    check."""
     return service.verify(session)

@@ -70,6 +70,9 @@ def visits_summary(session: SessionDep, actor: FrontlineRead, year: Annotated[in
              summary="Form a work group of a city department with its paired villages and members (city)",
              responses=WRITE_ERRORS)
 def create_group(body: GroupCreate, session: SessionDep, actor: FrontlineManage, response: Response) -> Any:
+    """Forms a frontline work group of a city department, coordinated by an organisation in scope and paired with
+    villages below it; its initial members join on `started_on`. Group names are unique per organisation (409
+    duplicate_group). Answers 201 with Location."""
     group = service.create_group(session, actor, body)
     response.headers["Location"] = f"{groups.prefix}/{group.id}"
     return _detail(session, actor, group.id)
@@ -78,12 +81,14 @@ def create_group(body: GroupCreate, session: SessionDep, actor: FrontlineManage,
 @groups.get("/{group_id}", response_model=GroupDetail, operation_id="frontline_groups_get",
             summary="Get a group with its villages and members", responses=READ_ERRORS)
 def get_group(group_id: ItemId, session: SessionDep, actor: FrontlineRead) -> Any:
+    """One work group with its paired villages and its members (current and past), in scope."""
     return _detail(session, actor, group_id)
 
 
 @groups.post("/{group_id}/villages", response_model=GroupDetail, operation_id="frontline_groups_add_villages",
              summary="Pair the group with more villages (结对)", responses=WRITE_ERRORS)
 def add_villages(group_id: ItemId, body: VillagesAdd, session: SessionDep, actor: FrontlineManage) -> Any:
+    """Pairs the group with more villages (结对); a village already paired with the group is a 409 already_paired."""
     service.add_villages(session, actor, group_id, body.village_ids)
     return _detail(session, actor, group_id)
 
@@ -93,6 +98,8 @@ def add_villages(group_id: ItemId, body: VillagesAdd, session: SessionDep, actor
              summary="A cadre joins the group; the rotation takes them in from the next month",
              responses=WRITE_ERRORS)
 def add_member(group_id: ItemId, body: MemberJoin, session: SessionDep, actor: FrontlineManage) -> Any:
+    """A cadre joins the group from `joined_on` (not before the group started); a person is a member of one group at a
+    time (409 already_member). The visiting rotation takes them in from the next month."""
     member = service.join(session, actor, group_id, body)
     return _member(session, actor, group_id, member.id)
 
@@ -107,6 +114,8 @@ def _member(session: SessionDep, actor: Any, group_id: int, member_id: int | Non
              summary="A member leaves; the rotation rebalances from the next month", responses=WRITE_ERRORS)
 def member_leave(group_id: ItemId, member_id: ItemId, body: MemberLeave, session: SessionDep,
                  actor: FrontlineManage) -> Any:
+    """Ends a membership on `left_on` (its last day, not before joining); the rotation rebalances from the next month.
+    A member who already left is a 409 already_left."""
     service.leave(session, actor, group_id, member_id, body.left_on)
     return _member(session, actor, group_id, member_id)
 
@@ -152,6 +161,8 @@ def list_visits(request: Request, session: SessionDep, actor: FrontlineRead, pag
 @visits.get("/{visit_id}", response_model=VisitPublic, operation_id="frontline_visits_get",
             summary="Get a visit with the members present and the problems it opened", responses=READ_ERRORS)
 def get_visit(visit_id: ItemId, session: SessionDep, actor: FrontlineRead) -> Any:
+    """One visit to a paired village with the members present, what was done (households visited, policies explained,
+    disputes settled) and the ids of the problems it opened."""
     return service.visits_public(session, [service.get_visit(session, actor, visit_id)])[0]
 
 

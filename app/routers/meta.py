@@ -32,12 +32,16 @@ class EnumValue(BaseModel):
 
 @router.get("/healthz", response_model=Health, operation_id="meta_healthz", summary="The process is up")
 def healthz() -> Any:
+    """Liveness probe: answers 200 while the process serves requests. It does not touch the database (see /readyz), and
+    needs no token."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", response_model=Health, operation_id="meta_readyz", summary="The database is reachable",
             responses=problem_responses(503))
 def readyz(request: Request) -> Any:
+    """Readiness probe: runs `SELECT 1` on the database and answers 200 `ready`, or a 503 problem with Retry-After when
+    the database is not reachable. Needs no token; load balancers use it."""
     try:
         with get_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -50,6 +54,8 @@ def readyz(request: Request) -> Any:
 @router.get("/metrics", operation_id="meta_metrics", summary="Prometheus metrics",
             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 def metrics() -> Response:
+    """Prometheus text exposition of the service's own metrics (requests by method, route and status, and their
+    latencies). Needs no token: restrict it at the network edge."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

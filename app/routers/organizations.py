@@ -54,6 +54,8 @@ def list_organizations(
     summary="Get an organisation", responses=READ_ERRORS,
 )
 def get_organization(org_id: ItemId, session: SessionDep, actor: OrgRead, response: Response) -> Any:
+    """One organisation of the caller's subtree; anything outside it is a 404, exactly as a missing one. The ETag
+    header carries the version to send back in If-Match when editing."""
     org = service.get(session, actor, org_id)
     set_etag(response, org.version)
     return org
@@ -66,6 +68,9 @@ def get_organization(org_id: ItemId, session: SessionDep, actor: OrgRead, respon
 def create_organization(
     body: OrganizationCreate, session: SessionDep, actor: OrgWrite, response: Response
 ) -> Any:
+    """Creates a township, village or branch under an active parent in the caller's scope; its path and code extend the
+    parent's. The city root is created by the seed, not the API. A dissolved parent takes no children (409
+    parent_dissolved). Answers 201 with Location and ETag."""
     org = service.create(session, actor, body)
     response.headers["Location"] = f"{router.prefix}/{org.id}"
     set_etag(response, org.version)
@@ -81,6 +86,9 @@ def update_organization(
     org_id: ItemId, body: OrganizationUpdate, session: SessionDep, actor: OrgWrite, response: Response,
     if_match: Annotated[str | None, Header(description="The ETag of the version being changed")] = None,
 ) -> Any:
+    """Edits the fields sent (PATCH semantics) if the organisation has not changed since the caller read it: send its
+    ETag in If-Match (428 without it, 412 when stale). Only a manager of the organisation may edit; a code already
+    in use is a 409 code_in_use."""
     org = service.get(session, actor, org_id)
     org = service.update_fields(session, actor, org, body, parse_if_match(if_match))
     set_etag(response, org.version)
@@ -92,6 +100,9 @@ def update_organization(
     summary="Dissolve an organisation", responses=WRITE_ERRORS,
 )
 def dissolve_organization(org_id: ItemId, session: SessionDep, actor: OrgWrite, response: Response) -> Any:
+    """Marks an organisation dissolved; records are never deleted. Refused with 409 while it still has active child
+    organisations, active people or active user accounts (has_active_children, has_active_people, has_active_users),
+    or when it is already dissolved."""
     org = service.dissolve(session, actor, service.get(session, actor, org_id))
     set_etag(response, org.version)
     return org
@@ -104,6 +115,9 @@ def dissolve_organization(org_id: ItemId, session: SessionDep, actor: OrgWrite, 
 def move_organization(
     org_id: ItemId, body: OrganizationMove, session: SessionDep, actor: OrgWrite, response: Response
 ) -> Any:
+    """Re-parents an organisation; the paths of its whole subtree are rewritten in one statement, so scope follows the
+    move at once. It cannot move under itself or a descendant (409 cycle), under its current parent (409
+    same_parent) or under a dissolved one; the new code must extend the new parent's."""
     org = service.move(session, actor, service.get(session, actor, org_id), body.parent_id, body.code)
     set_etag(response, org.version)
     return org
@@ -117,4 +131,6 @@ def organization_tree(
     org_id: ItemId, session: SessionDep, actor: OrgRead,
     depth: Annotated[int, Query(ge=0, le=service.MAX_TREE_DEPTH)] = 2,
 ) -> Any:
+    """The organisation and its descendants as nested nodes, `depth` levels deep, read in one query;
+    `children_truncated` marks nodes whose children lie deeper than asked."""
     return service.tree(session, actor, service.get(session, actor, org_id), depth)

@@ -85,6 +85,9 @@ def list_people(
     responses=READ_ERRORS,
 )
 def lookup_person(body: PersonLookup, session: SessionDep, actor: PeopleRead, response: Response) -> Any:
+    """Finds one person in the caller's scope by exact ID number or phone, matched on a keyed hash. The number travels
+    in the body so it never appears in URLs or access logs; no match in scope is a 404. Personal data is masked
+    unless the caller holds pii_read (an unmasked answer is audited)."""
     person = service.lookup(session, actor, body)
     set_etag(response, person.version)
     return service.present(session, actor, [person])[0]
@@ -95,6 +98,9 @@ def lookup_person(body: PersonLookup, session: SessionDep, actor: PeopleRead, re
     summary="Get a person (ID and phone masked without pii_read)", responses=READ_ERRORS,
 )
 def get_person(person_id: ItemId, session: SessionDep, actor: PeopleRead, response: Response) -> Any:
+    """One person whose organisation is in the caller's scope. ID number and phone are masked unless the caller's role
+    holds pii_read; an unmasked answer writes a `person.pii_read` audit row. The ETag header is the version for
+    If-Match."""
     person = service.get(session, actor, person_id)
     set_etag(response, person.version)
     return service.present(session, actor, [person])[0]
@@ -105,6 +111,9 @@ def get_person(person_id: ItemId, session: SessionDep, actor: PeopleRead, respon
     summary="Register a person in an organisation in scope", responses=WRITE_ERRORS,
 )
 def create_person(body: PersonCreate, session: SessionDep, actor: PeopleWrite, response: Response) -> Any:
+    """Registers a person in an active organisation in scope. The birth date is taken from the ID number when absent
+    and must agree with it when both are sent; ID number and phone must not belong to anyone else (409
+    duplicate_id_number / duplicate_phone). Answers 201 with Location and ETag."""
     person = service.create(session, actor, body)
     response.headers["Location"] = f"{people.prefix}/{person.id}"
     set_etag(response, person.version)
@@ -135,6 +144,8 @@ def person_service_years(
     person_id: ItemId, session: SessionDep, actor: PeopleRead,
     as_of: Annotated[dt.date | None, _date_query("Count up to this day, inclusive")] = None,
 ) -> Any:
+    """Years of service up to `as_of` (today by default) in any position in any organisation: positions are clipped to
+    `as_of` and merged where they overlap or follow each other without a gap, so no day counts twice."""
     person = service.get(session, actor, person_id)
     assert person.id is not None
     return service.service_years(session, person_id=person.id, as_of=_day(as_of, "as_of"))
@@ -169,6 +180,8 @@ def list_positions(
     summary="Get a position", responses=READ_ERRORS,
 )
 def get_position(position_id: ItemId, session: SessionDep, actor: PeopleRead) -> Any:
+    """One position, visible when either its organisation or its holder's organisation is in the caller's scope, with
+    the holder's name."""
     return service.positions_public(session, [service.get_position(session, actor, position_id)])[0]
 
 
@@ -177,6 +190,10 @@ def get_position(position_id: ItemId, session: SessionDep, actor: PeopleRead) ->
     summary="Record a position held by a person", responses=WRITE_ERRORS,
 )
 def create_position(body: PositionCreate, session: SessionDep, actor: PeopleWrite, response: Response) -> Any:
+    """Records a position (secretary, committee member, ...) held by a person in scope. The organisation must be the
+    person's own or one above or below it, except for a resident first secretary sent from elsewhere. An open
+    position needs an active person and organisation, and positions of one title must not overlap (409
+    overlapping_position)."""
     position = service.create_position(session, actor, body)
     response.headers["Location"] = f"{positions.prefix}/{position.id}"
     return service.positions_public(session, [position])[0]
@@ -187,6 +204,9 @@ def create_position(body: PositionCreate, session: SessionDep, actor: PeopleWrit
     summary="End a position (ended_on is the last day held)", responses=WRITE_ERRORS,
 )
 def end_position(position_id: ItemId, body: PositionEnd, session: SessionDep, actor: PeopleWrite) -> Any:
+    """Ends an open position: `ended_on` is the last day held and cannot precede started_on. Either side may end it
+    (its organisation or the holder's home organisation). A position that already ended is a 409
+    position_already_ended."""
     position = service.get_position(session, actor, position_id)
     position = service.end_position(session, actor, position, body.ended_on)
     return service.positions_public(session, [position])[0]

@@ -84,6 +84,8 @@ def posts_summary(
 @posts.get("/{post_id}", response_model=DutyPostPublic, operation_id="posts_get", summary="Get a duty post",
            responses=READ_ERRORS)
 def get_post(post_id: ItemId, session: SessionDep, actor: PostsRead, response: Response) -> Any:
+    """One duty post of a village or branch organisation in scope, with its capacity, the places filled and whether it
+    is open. The ETag header is the version for If-Match."""
     post = service.get_post(session, actor, post_id)
     set_etag(response, post.version)
     return post
@@ -92,6 +94,9 @@ def get_post(post_id: ItemId, session: SessionDep, actor: PostsRead, response: R
 @posts.post("", response_model=DutyPostPublic, status_code=201, operation_id="posts_create",
             summary="Set a duty post in a village or branch organisation", responses=WRITE_ERRORS)
 def create_post(body: DutyPostCreate, session: SessionDep, actor: PostsWrite, response: Response) -> Any:
+    """Sets a duty post (设岗定责) in a village or branch organisation in scope for a year, with its field, duties and
+    capacity; townships and the city do not set posts. A dissolved organisation is a 409 org_dissolved. Answers 201
+    with Location and ETag."""
     post = service.create_post(session, actor, body)
     response.headers["Location"] = f"{posts.prefix}/{post.id}"
     set_etag(response, post.version)
@@ -106,6 +111,8 @@ def update_post(
     post_id: ItemId, body: DutyPostUpdate, session: SessionDep, actor: PostsWrite, response: Response,
     if_match: Annotated[str | None, Header(description="The ETag of the version being changed")] = None,
 ) -> Any:
+    """Edits the fields sent with If-Match (428 without it, 412 when stale). The capacity cannot drop below the places
+    already filled (409 capacity_below_filled)."""
     post = service.get_post(session, actor, post_id)
     post = service.update_post(session, actor, post, body, parse_if_match(if_match))
     set_etag(response, post.version)
@@ -115,6 +122,8 @@ def update_post(
 @posts.post("/{post_id}/close", response_model=DutyPostPublic, operation_id="posts_close",
             summary="Close a post to new applications and proposals", responses=WRITE_ERRORS)
 def close_post(post_id: ItemId, session: SessionDep, actor: PostsWrite, response: Response) -> Any:
+    """Closes a post to new applications and proposals; members already on it keep it. A post already closed is a 409.
+    """
     post = service.set_post_status(session, actor, service.get_post(session, actor, post_id), PostStatus.closed)
     set_etag(response, post.version)
     return post
@@ -123,6 +132,7 @@ def close_post(post_id: ItemId, session: SessionDep, actor: PostsWrite, response
 @posts.post("/{post_id}/reopen", response_model=DutyPostPublic, operation_id="posts_reopen",
             summary="Reopen a closed post", responses=WRITE_ERRORS)
 def reopen_post(post_id: ItemId, session: SessionDep, actor: PostsWrite, response: Response) -> Any:
+    """Reopens a closed post to applications and proposals. A post already open is a 409."""
     post = service.set_post_status(session, actor, service.get_post(session, actor, post_id), PostStatus.open)
     set_etag(response, post.version)
     return post
@@ -158,6 +168,8 @@ def _one(session: Session, item: Any, response: Response) -> AssignmentPublic:
 @assignments.get("/{assignment_id}", response_model=AssignmentPublic, operation_id="post_assignments_get",
                  summary="Get a post assignment", responses=READ_ERRORS)
 def get_assignment(assignment_id: ItemId, session: SessionDep, actor: PostsRead, response: Response) -> Any:
+    """One member's assignment to a duty post: how it came about (application or proposal), its status, dates, decision
+    reason and year-end review. The ETag header is the version for If-Match."""
     return _one(session, service.get_assignment(session, actor, assignment_id), response)
 
 
@@ -175,9 +187,10 @@ def create_assignment(body: AssignmentCreate, session: SessionDep, actor: PostsW
     return _one(session, item, response)
 
 
-def _take(verb: str, summary: str) -> None:
+def _take(verb: str, summary: str, description: str) -> None:
     @assignments.post(f"/{{assignment_id}}/{verb}", response_model=AssignmentPublic,
-                      operation_id=f"post_assignments_{verb}", summary=summary, responses=WRITE_ERRORS)
+                      operation_id=f"post_assignments_{verb}", summary=summary, description=description,
+                      responses=WRITE_ERRORS)
     def take(assignment_id: ItemId, body: AssignmentTake, session: SessionDep, actor: PostsWrite,
              response: Response) -> Any:
         item = service.get_assignment(session, actor, assignment_id)
@@ -186,9 +199,10 @@ def _take(verb: str, summary: str) -> None:
     take.__name__ = f"{verb}_assignment"
 
 
-def _refuse(verb: str, summary: str) -> None:
+def _refuse(verb: str, summary: str, description: str) -> None:
     @assignments.post(f"/{{assignment_id}}/{verb}", response_model=AssignmentPublic,
-                      operation_id=f"post_assignments_{verb}", summary=summary, responses=WRITE_ERRORS)
+                      operation_id=f"post_assignments_{verb}", summary=summary, description=description,
+                      responses=WRITE_ERRORS)
     def refuse(assignment_id: ItemId, body: AssignmentRefuse, session: SessionDep, actor: PostsWrite,
                response: Response) -> Any:
         item = service.get_assignment(session, actor, assignment_id)
@@ -197,16 +211,27 @@ def _refuse(verb: str, summary: str) -> None:
     refuse.__name__ = f"{verb}_assignment"
 
 
-_take("approve", "Approve a member's application: they take the post (eligibility checked on assigned_on)")
-_refuse("reject", "Reject a member's application, with the reason; the place is freed")
-_take("accept", "Record the member's acceptance of the organisation's proposal (eligibility checked on assigned_on)")
-_refuse("decline", "Record that the member declined the organisation's proposal; the place is freed")
+_TAKES = ("The member holds the post from `assigned_on` (not before the request, within the post's year, not in the "
+          "future). Eligibility is checked again on that day (422 not_eligible with every reason); any status but "
+          "the pending one is a 409 wrong_status.")
+_take("approve", "Approve a member's application: they take the post (eligibility checked on assigned_on)",
+      "The organisation approves a member's own application (self_selected). " + _TAKES)
+_refuse("reject", "Reject a member's application, with the reason; the place is freed",
+        "The organisation turns down a member's own application with the reason; the place it held is freed for "
+        "another member. Only a pending application can be rejected (409 otherwise).")
+_take("accept", "Record the member's acceptance of the organisation's proposal (eligibility checked on assigned_on)",
+      "The member accepts a post the organisation proposed to them (org_assisted). " + _TAKES)
+_refuse("decline", "Record that the member declined the organisation's proposal; the place is freed",
+        "Records that the member declined a post the organisation proposed, with the reason; the place it held is "
+        "freed. Only a pending proposal can be declined (409 otherwise).")
 
 
 @assignments.post("/{assignment_id}/end", response_model=AssignmentPublic, operation_id="post_assignments_end",
                   summary="End a held post; the place is freed", responses=WRITE_ERRORS)
 def end_assignment(assignment_id: ItemId, body: AssignmentEnd, session: SessionDep, actor: PostsWrite,
                    response: Response) -> Any:
+    """The member leaves a held post on `ended_on` (not before taking it, and within the post's year) with a reason;
+    the place is freed for another member."""
     item = service.get_assignment(session, actor, assignment_id)
     return _one(session, service.end_assignment(session, actor, item, body), response)
 
@@ -216,6 +241,8 @@ def end_assignment(assignment_id: ItemId, body: AssignmentEnd, session: SessionD
                   summary="Year-end review of the member on the post (once)", responses=WRITE_ERRORS)
 def review_assignment(assignment_id: ItemId, body: AssignmentReview, session: SessionDep, actor: PostsWrite,
                       response: Response) -> Any:
+    """The organisation's year-end review of how the member did on the post, with a grade and comment, once per
+    assignment (409 already_reviewed); only a post the member took can be reviewed (409 not_held)."""
     item = service.get_assignment(session, actor, assignment_id)
     return _one(session, service.review_assignment(session, actor, item, body), response)
 
@@ -244,12 +271,15 @@ def list_logs(
 @logs.get("/{log_id}", response_model=PostLogPublic, operation_id="post_logs_get",
           summary="Get a performance log entry", responses=READ_ERRORS)
 def get_log(log_id: ItemId, session: SessionDep, actor: PostsRead) -> Any:
+    """One performance log entry: what the member did on the post, on which day, and the hours."""
     return PostLogPublic.of(service.get_log(session, actor, log_id))
 
 
 @logs.post("", response_model=PostLogPublic, status_code=201, operation_id="post_logs_create",
            summary="Log what a member did on their post (and hours)", responses=WRITE_ERRORS)
 def create_log(body: PostLogCreate, session: SessionDep, actor: PostsWrite, response: Response) -> Any:
+    """Logs what a member did on their post and the hours, dated within the time they held it and not in the future;
+    only a post the member took takes entries (409 not_held). Answers 201 with Location."""
     log = service.create_log(session, actor, body)
     response.headers["Location"] = f"{logs.prefix}/{log.id}"
     return PostLogPublic.of(log)
@@ -269,6 +299,8 @@ def list_policies(session: SessionDep, actor: PostsRead) -> Any:
 @policies.post("", response_model=PostPolicyPublic, status_code=201, operation_id="post_policies_create",
                summary="Set the posts-per-member limit from a year on", responses=WRITE_ERRORS)
 def create_policy(body: PostPolicyCreate, session: SessionDep, actor: PostsConfigure) -> Any:
+    """Sets how many duty posts one member may hold per year, from an effective year on; earlier years keep their
+    limit. One policy per effective year (409 duplicate_policy)."""
     return service.create_policy(session, actor, body)
 
 

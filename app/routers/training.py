@@ -55,6 +55,8 @@ schools = APIRouter(prefix="/api/v1/schools", tags=[TAG])
               summary="The yearly main-class targets and the schools' monthly minimums, by effective year",
               responses=READ_ERRORS)
 def list_policies(session: SessionDep, actor: TrainingRead) -> Any:
+    """Every training policy by effective year: the yearly target of main classes and the schools' monthly minimum
+    sessions and hours. A year uses the newest policy effective on or before it."""
     return service.list_policies(session)
 
 
@@ -62,6 +64,8 @@ def list_policies(session: SessionDep, actor: TrainingRead) -> Any:
                operation_id="training_policies_create",
                summary="Set the target and monthly minimum from a year on (city)", responses=WRITE_ERRORS)
 def create_policy(body: TrainingPolicyCreate, session: SessionDep, actor: TrainingManage) -> Any:
+    """The city sets the main-class target and the schools' monthly minimums from an effective year on; earlier
+    years keep theirs. One policy per year (409 duplicate_policy)."""
     return service.create_policy(session, actor, body)
 
 
@@ -110,6 +114,8 @@ def list_classes(
 @classes.post("", response_model=TrainingClassPublic, status_code=201, operation_id="training_classes_create",
               summary="Plan a training class (city)", responses=WRITE_ERRORS)
 def create_class(body: TrainingClassCreate, session: SessionDep, actor: TrainingManage, response: Response) -> Any:
+    """The city plans a training class organised by an active organisation in scope, for given roles, dates and
+    hours, optionally paid from a training budget line. Answers 201 with Location."""
     cls = service.create_class(session, actor, body)
     response.headers["Location"] = f"{classes.prefix}/{cls.id}"
     return _class_out(session, actor, cls.id, response)
@@ -118,6 +124,8 @@ def create_class(body: TrainingClassCreate, session: SessionDep, actor: Training
 @classes.get("/{class_id}", response_model=TrainingClassPublic, operation_id="training_classes_get",
              summary="Get a training class", responses=READ_ERRORS)
 def get_class(class_id: ItemId, session: SessionDep, actor: TrainingRead, response: Response) -> Any:
+    """One training class with its dates, hours, target roles, status and enrolment counts. The ETag header is the
+    version for If-Match."""
     return _class_out(session, actor, class_id, response)
 
 
@@ -126,6 +134,9 @@ def get_class(class_id: ItemId, session: SessionDep, actor: TrainingRead, respon
 def update_class(class_id: ItemId, body: TrainingClassUpdate, session: SessionDep, actor: TrainingManage,
                  response: Response,
                  if_match: Annotated[str | None, Header(description="The ETag being changed")] = None) -> Any:
+    """Edits a planned class with If-Match; its dates stay in the class's year and in order, and its hours cannot
+    drop below hours already recorded as attended (409 hours_below_attendance). A cancelled class is a 409
+    class_cancelled."""
     cls, org = service.get_class(session, actor, class_id)
     service.update_class(session, actor, cls, org, body, parse_if_match(if_match))
     return _class_out(session, actor, class_id, response)
@@ -134,6 +145,8 @@ def update_class(class_id: ItemId, body: TrainingClassUpdate, session: SessionDe
 @classes.post("/{class_id}/cancel", response_model=TrainingClassPublic, operation_id="training_classes_cancel",
               summary="Cancel a class", responses=WRITE_ERRORS)
 def cancel_class(class_id: ItemId, session: SessionDep, actor: TrainingManage, response: Response) -> Any:
+    """Cancels a planned class (planned → cancelled): it then counts for nobody's coverage and not against the
+    target. One already cancelled is a 409."""
     cls, org = service.get_class(session, actor, class_id)
     service.cancel_class(session, actor, cls, org)
     return _class_out(session, actor, class_id, response)
@@ -143,6 +156,8 @@ def cancel_class(class_id: ItemId, session: SessionDep, actor: TrainingManage, r
               operation_id="training_enrolments_create",
               summary="Enrol people of the caller's scope in a class", responses=WRITE_ERRORS)
 def enrol(class_id: ItemId, body: EnrolmentCreate, session: SessionDep, actor: TrainingWrite) -> Any:
+    """Enrols people of the caller's scope in a planned class, several at once; anyone already enrolled makes the
+    whole request a 409 already_enrolled naming them. A cancelled class is a 409."""
     cls, _org = service.get_class(session, actor, class_id)
     return service.enrolments_public(session, service.enrol(session, actor, cls, body.person_ids))
 
@@ -165,6 +180,8 @@ def list_enrolments(request: Request, class_id: ItemId, session: SessionDep, act
                  responses=WRITE_ERRORS)
 def record_attendance(enrolment_id: ItemId, body: AttendanceRecord, session: SessionDep,
                       actor: TrainingWrite) -> Any:
+    """Records the hours a person attended, 0 for absent and at most the class's hours, once the class has begun
+    (409 class_not_started before). A cancelled class is a 409."""
     row = service.record_attendance(session, actor, enrolment_id, body.attended_hours)
     return service.enrolments_public(session, [row])[0]
 
@@ -196,6 +213,9 @@ def school_compliance(session: SessionDep, actor: TrainingRead, year: RequiredYe
 @schools.post("", response_model=SchoolPublic, status_code=201, operation_id="schools_create",
               summary="Register a township central school or a village night school (city)", responses=WRITE_ERRORS)
 def create_school(body: SchoolCreate, session: SessionDep, actor: TrainingManage, response: Response) -> Any:
+    """The city registers a township central school (党校) or a village night school; a central school belongs to a
+    township, a night school to a village, and names are unique per organisation (409 duplicate_school). Answers
+    201 with Location."""
     school = service.create_school(session, actor, body)
     response.headers["Location"] = f"{schools.prefix}/{school.id}"
     assert school.id is not None
@@ -205,12 +225,15 @@ def create_school(body: SchoolCreate, session: SessionDep, actor: TrainingManage
 @schools.get("/{school_id}", response_model=SchoolPublic, operation_id="schools_get", summary="Get a school",
              responses=READ_ERRORS)
 def get_school(school_id: ItemId, session: SessionDep, actor: TrainingRead) -> Any:
+    """One school with its kind, organisation, status and the dates it opened and closed."""
     return service.get_school(session, actor, school_id)
 
 
 @schools.post("/{school_id}/close", response_model=SchoolPublic, operation_id="schools_close",
               summary="Close a school (its sessions stay on record)", responses=WRITE_ERRORS)
 def close_school(school_id: ItemId, body: SchoolClose, session: SessionDep, actor: TrainingManage) -> Any:
+    """Closes a school on `closed_on` (after it opened and not before its last session); its sessions stay on
+    record. One already closed is a 409 school_closed."""
     service.close_school(session, actor, school_id, body.closed_on)
     return service.get_school(session, actor, school_id)
 
@@ -219,6 +242,8 @@ def close_school(school_id: ItemId, body: SchoolClose, session: SessionDep, acto
               operation_id="school_sessions_create", summary="Record a session the school held",
               responses=WRITE_ERRORS)
 def add_session(school_id: ItemId, body: SchoolSessionCreate, session: SessionDep, actor: TrainingWrite) -> Any:
+    """Records a session a school held, on a day it was open and not in the future, with its topic, teacher, hours
+    and attendance; these count toward the monthly minimums. Answers 201."""
     return service.add_session(session, actor, school_id, body)
 
 

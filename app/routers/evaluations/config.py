@@ -38,6 +38,8 @@ def list_settings(session: SessionDep, actor: EvaluationsRead, key: SettingKey |
 @settings.post("", response_model=SettingPublic, status_code=201, operation_id="evaluation_settings_create",
                summary="Set a weight from a year on", responses=WRITE_ERRORS)
 def create_setting(body: SettingCreate, session: SessionDep, actor: EvaluationsConfigure) -> Any:
+    """Sets an evaluation weight (for example the villagers' weight in dual evaluations) from an effective year on;
+    earlier years keep their value. One value per key and year (409 duplicate_setting)."""
     return SettingPublic.of(service.create_setting(session, actor, body))
 
 
@@ -51,6 +53,8 @@ def list_thresholds(session: SessionDep, actor: EvaluationsRead, scheme: GradeSc
 @thresholds.post("", response_model=ThresholdPublic, status_code=201, operation_id="grade_thresholds_create",
                  summary="Set a scheme's grade thresholds from a year on", responses=WRITE_ERRORS)
 def create_threshold(body: ThresholdCreate, session: SessionDep, actor: EvaluationsConfigure) -> Any:
+    """Sets a grade scheme's score thresholds from an effective year on; evaluations of earlier years keep the
+    thresholds they were graded with. One set per scheme and year (409 duplicate_thresholds)."""
     return ThresholdPublic.of(service.create_threshold(session, actor, body))
 
 
@@ -64,10 +68,13 @@ def list_duties(session: SessionDep, actor: EvaluationsRead, year: OptionalYear 
 @duties.post("", response_model=CadreDutyPublic, status_code=201, operation_id="cadre_duties_create",
              summary="Add a duty to the list from a year on", responses=WRITE_ERRORS)
 def create_duty(body: CadreDutyCreate, session: SessionDep, actor: EvaluationsConfigure) -> Any:
+    """Adds a duty to the list that dual evaluations score, from a year on. Codes are unique (409 duplicate_duty)."""
     return service.create_duty(session, actor, body)
 
 
 @duties.post("/{duty_id}/retire", response_model=CadreDutyPublic, operation_id="cadre_duties_retire",
              summary="Take a duty off the list after a year", responses=WRITE_ERRORS)
 def retire_duty(duty_id: ItemId, body: CadreDutyRetire, session: SessionDep, actor: EvaluationsConfigure) -> Any:
+    """Takes a duty off the list after `to_year` (not before its first year); evaluations up to that year keep it. A
+    duty already retired is a 409 already_retired."""
     return service.retire_duty(session, actor, duty_id, body.to_year)

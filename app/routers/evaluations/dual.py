@@ -59,6 +59,8 @@ def _detail(session: Session, ev: Any, response: Response) -> DualEvaluationDeta
 @router.get("/{evaluation_id}", response_model=DualEvaluationDetail, operation_id="dual_evaluations_get",
             summary="Get a dual evaluation with its duties", responses=READ_ERRORS)
 def get_evaluation(evaluation_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
+    """One dual evaluation in scope with its duties, the cadre's debriefing report, committee scores and villagers'
+    votes as recorded so far. The ETag header is the version for If-Match."""
     return _detail(session, service.get(session, actor, evaluation_id), response)
 
 
@@ -76,6 +78,8 @@ def create_evaluation(body: DualEvaluationCreate, session: SessionDep, actor: Ev
              summary="Record the cadre's debriefing report, duty by duty", responses=WRITE_ERRORS)
 def record_report(evaluation_id: ItemId, body: DebriefingReport, session: SessionDep, actor: EvaluationsWrite,
                   response: Response) -> Any:
+    """Records the cadre's debriefing text duty by duty (the duties sent replace their earlier text) and an optional
+    summary; the report counts as complete once every duty has text. Audited."""
     ev = service.record_report(session, actor, service.get(session, actor, evaluation_id), body)
     return _detail(session, ev, response)
 

@@ -67,6 +67,7 @@ def _session(session: Session, ev: Any, response: Response) -> DemocraticEvaluat
 @sessions.get("/{evaluation_id}", response_model=DemocraticEvaluationPublic,
               operation_id="democratic_evaluations_get", summary="Get a democratic evaluation", responses=READ_ERRORS)
 def get_session(evaluation_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
+    """One democratic evaluation of a branch or village organisation in scope, with its status and tallies."""
     return _session(session, service.get_session(session, actor, evaluation_id), response)
 
 
@@ -76,6 +77,9 @@ def get_session(evaluation_id: ItemId, session: SessionDep, actor: EvaluationsRe
                responses=WRITE_ERRORS)
 def create_session(body: DemocraticEvaluationCreate, session: SessionDep, actor: EvaluationsWrite,
                    response: Response) -> Any:
+    """Opens a branch's or village organisation's democratic evaluation for a year and enrols every member it has on
+    that day. One evaluation per organisation and year (409 duplicate_evaluation); a dissolved organisation is a 409
+    org_dissolved. Answers 201 with Location."""
     ev = service.create_session(session, actor, body)
     response.headers["Location"] = f"{sessions.prefix}/{ev.id}"
     return _session(session, ev, response)
@@ -86,6 +90,8 @@ def create_session(body: DemocraticEvaluationCreate, session: SessionDep, actor:
                responses=WRITE_ERRORS)
 def add_entry(evaluation_id: ItemId, body: EntryAdd, session: SessionDep, actor: EvaluationsWrite,
               response: Response) -> Any:
+    """Enrols a member the evaluation missed (joined or transferred in later), while it is a draft. A member already
+    enrolled is a 409 already_enrolled. Answers 201 with Location and ETag."""
     entry = service.add_entry(session, actor, service.get_session(session, actor, evaluation_id), body.person_id)
     response.headers["Location"] = f"{entries.prefix}/{entry.id}"
     set_etag(response, entry.version)
@@ -125,6 +131,8 @@ def list_entries(
 @entries.get("/{entry_id}", response_model=EntryPublic, operation_id="democratic_evaluation_entries_get",
              summary="Get a member's entry", responses=READ_ERRORS)
 def get_entry(entry_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
+    """One member's entry: self-evaluation, mutual-evaluation tallies, rating, and the year's post review grades as
+    evidence. The ETag header is the version for If-Match."""
     entry = service.get_entry(session, actor, entry_id)
     set_etag(response, entry.version)
     return service.entry_publics(session, [entry])[0]
@@ -137,6 +145,8 @@ def update_entry(
     entry_id: ItemId, body: EntryUpdate, session: SessionDep, actor: EvaluationsWrite, response: Response,
     if_match: Annotated[str | None, Header(description="The ETag of the version being changed")] = None,
 ) -> Any:
+    """Records a member's self-evaluation, vote tallies (excellent, qualified, basically qualified, unqualified) and
+    rating while the evaluation is a draft. Send the entry's ETag in If-Match (428 without it, 412 when stale)."""
     entry = service.get_entry(session, actor, entry_id)
     entry = service.update_entry(session, actor, entry, body, parse_if_match(if_match))
     set_etag(response, entry.version)
@@ -170,6 +180,8 @@ def _case(session: Session, case: Any, response: Response) -> DisposalCasePublic
 @cases.get("/{case_id}", response_model=DisposalCasePublic, operation_id="disposal_cases_get",
            summary="Get a disposal case", responses=READ_ERRORS)
 def get_case(case_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
+    """One disposal case of an unqualified member: the branch's decision, the approval or rejection by the level above
+    and the dates."""
     return _case(session, service.get_case(session, actor, case_id), response)
 
 
@@ -177,6 +189,9 @@ def get_case(case_id: ItemId, session: SessionDep, actor: EvaluationsRead, respo
             summary="Record the branch's measure (限期改正, 劝其退党 or 除名)", responses=WRITE_ERRORS)
 def decide_case(case_id: ItemId, body: DisposalDecision, session: SessionDep, actor: EvaluationsWrite,
                 response: Response) -> Any:
+    """The branch records the measure for a member rated unqualified (限期改正 correction within a deadline,
+    劝其退党 advice to withdraw, or 除名 removal), dated not in the future nor before the evaluation's year; the
+    case then awaits the level above."""
     case = service.decide_case(session, actor, service.get_case(session, actor, case_id), body)
     return _case(session, case, response)
 
@@ -196,6 +211,8 @@ def approve_case(case_id: ItemId, body: DisposalApproval, session: SessionDep, a
             summary="Send the decision back to the branch (level above only)", responses=WRITE_ERRORS)
 def reject_case(case_id: ItemId, body: DisposalRejection, session: SessionDep, actor: EvaluationsWrite,
                 response: Response) -> Any:
+    """The level above sends the branch's decision back with a reason; the case reopens and the branch decides again.
+    Only a decided case can be sent back."""
     case = service.reject_case(session, actor, service.get_case(session, actor, case_id), body.reason)
     return _case(session, case, response)
 
@@ -245,12 +262,15 @@ def _reserve(session: Session, row: Any, response: Response) -> ReserveCadrePubl
 @reserve.get("/{reserve_id}", response_model=ReserveCadrePublic, operation_id="reserve_cadres_get",
              summary="Get a reserve cadre entry", responses=READ_ERRORS)
 def get_reserve(reserve_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
+    """One entry of a branch's or village's reserve cadre pool, with the reason it was added and, once released, why."""
     return _reserve(session, service.get_reserve(session, actor, reserve_id), response)
 
 
 @reserve.post("", response_model=ReserveCadrePublic, status_code=201, operation_id="reserve_cadres_add",
               summary="Mark a member into the reserve cadre pool, with the reason", responses=WRITE_ERRORS)
 def add_reserve(body: ReserveCadreCreate, session: SessionDep, actor: EvaluationsWrite, response: Response) -> Any:
+    """A branch or village organisation marks one of its members into its reserve cadre pool with the reason, dated not
+    in the future. A member already in that pool is a 409 already_in_pool. Answers 201 with Location."""
     row = service.add_reserve(session, actor, body)
     response.headers["Location"] = f"{reserve.prefix}/{row.id}"
     return _reserve(session, row, response)
@@ -260,5 +280,7 @@ def add_reserve(body: ReserveCadreCreate, session: SessionDep, actor: Evaluation
               summary="Release a member from the reserve cadre pool", responses=WRITE_ERRORS)
 def release_reserve(reserve_id: ItemId, body: ReserveCadreRelease, session: SessionDep, actor: EvaluationsWrite,
                     response: Response) -> Any:
+    """Releases a member from the reserve cadre pool with the reason (for example promoted); `released_on` cannot
+    precede `added_on`. An entry already released is a 409 already_released."""
     row = service.release_reserve(session, actor, service.get_reserve(session, actor, reserve_id), body)
     return _reserve(session, row, response)

@@ -44,6 +44,8 @@ def list_assessments(
 @assessments.get("/{assessment_id}", response_model=AssessmentPublic, operation_id="secretary_assessments_get",
                  summary="Get a quarterly assessment", responses=READ_ERRORS)
 def get_assessment(assessment_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
+    """One quarterly assessment of a village secretary, with its score and comment. The ETag header is the version for
+    If-Match."""
     row = service.get_assessment(session, actor, assessment_id)
     set_etag(response, row.version)
     return service.assessment_public(row)
@@ -53,6 +55,9 @@ def get_assessment(assessment_id: ItemId, session: SessionDep, actor: Evaluation
                   summary="Score a secretary's quarter (level above only)", responses=WRITE_ERRORS)
 def create_assessment(body: AssessmentCreate, session: SessionDep, actor: EvaluationsWrite,
                       response: Response) -> Any:
+    """The level above scores a secretary's quarter, once per organisation and quarter (409 duplicate_assessment), from
+    the quarter's start on. Once the year's debriefing appraisal is recorded the quarters are frozen (409
+    appraisal_recorded). Answers 201 with Location and ETag."""
     row = service.create_assessment(session, actor, body)
     response.headers["Location"] = f"{assessments.prefix}/{row.id}"
     set_etag(response, row.version)
@@ -67,6 +72,8 @@ def update_assessment(
     assessment_id: ItemId, body: AssessmentUpdate, session: SessionDep, actor: EvaluationsWrite, response: Response,
     if_match: Annotated[str | None, Header(description="The ETag of the version being changed")] = None,
 ) -> Any:
+    """Corrects a quarterly score or comment (the level above only), with If-Match, until the year's debriefing
+    appraisal is recorded (409 appraisal_recorded)."""
     row = service.get_assessment(session, actor, assessment_id)
     row = service.update_assessment(session, actor, row, body, parse_if_match(if_match))
     set_etag(response, row.version)
@@ -99,6 +106,8 @@ def ranking(session: SessionDep, actor: EvaluationsRead, year: YearQuery, org_id
 @appraisals.get("/{appraisal_id}", response_model=AppraisalPublic, operation_id="debriefing_appraisals_get",
                 summary="Get a debriefing appraisal", responses=READ_ERRORS)
 def get_appraisal(appraisal_id: ItemId, session: SessionDep, actor: EvaluationsRead) -> Any:
+    """One year-end debriefing appraisal with the reviewers' score, the quarterly average, the weighted year score and
+    the problems it opened."""
     return service.appraisal_publics(session, [service.get_appraisal(session, actor, appraisal_id)])[0]
 
 
@@ -120,5 +129,7 @@ def create_appraisal(body: AppraisalCreate, session: SessionDep, actor: Evaluati
                  summary="Record further problems the appraisal found (level above only)", responses=WRITE_ERRORS)
 def add_problems(appraisal_id: ItemId, body: AppraisalProblems, session: SessionDep,
                  actor: EvaluationsWrite) -> Any:
+    """Records further problems the appraisal found after it was recorded (the level above only); each opens a problem
+    of the appraised organisation, exactly as those found at the appraisal."""
     row = service.add_problems(session, actor, service.get_appraisal(session, actor, appraisal_id), body.problems)
     return service.appraisal_publics(session, [row])[0]

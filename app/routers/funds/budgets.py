@@ -60,6 +60,8 @@ def list_budget_lines(
 @lines.get("/{line_id}", response_model=BudgetLinePublic, operation_id="funds_budget_lines_get",
            summary="Get a budget line with its amounts", responses=READ_ERRORS)
 def get_budget_line(line_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
+    """One budget line whose owner is in the caller's scope, with its amounts: allocated, allocated down to lower
+    levels, approved, committed, paid and available."""
     line = service.get_line(session, actor, line_id)
     return service.line_public(line, service.org_names(session, {line.org_id}).get(line.org_id))
 
@@ -67,6 +69,9 @@ def get_budget_line(line_id: ItemId, session: SessionDep, actor: FundsRead) -> A
 @lines.post("", response_model=BudgetLinePublic, status_code=201, operation_id="funds_budget_lines_create",
             summary="Create a budget line funded from a source", responses=WRITE_ERRORS)
 def create_budget_line(body: BudgetLineCreate, session: SessionDep, actor: FundsManage, response: Response) -> Any:
+    """Creates a budget line of an organisation in scope for a fiscal year and category, funded from a source outside
+    the ledger (city finance, a grant); lower levels receive money by allocation from it. Amounts are yuan strings
+    with two decimals. Audited; answers 201 with Location."""
     line = service.create_line(session, actor, body)
     response.headers["Location"] = f"{lines.prefix}/{line.id}"
     return service.line_public(line)
@@ -125,6 +130,8 @@ def list_disbursements(
 @disbursements.get("/{disbursement_id}", response_model=DisbursementPublic, operation_id="funds_disbursements_get",
                    summary="Get a disbursement", responses=READ_ERRORS)
 def get_disbursement(disbursement_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
+    """One disbursement from a budget line in scope, with its status (pending, approved, paid, cancelled, reversed)
+    and, once reversed, the reversal entry."""
     d = service.get_disbursement(session, actor, disbursement_id)
     return service.disbursement_public(d, service.reversal_of(session, disbursement_id))
 
@@ -160,6 +167,9 @@ def approve_disbursement(disbursement_id: ItemId, session: SessionDep, actor: Fu
                     operation_id="funds_disbursements_pay", summary="Record an approved disbursement as paid",
                     responses=WRITE_ERRORS)
 def pay_disbursement(disbursement_id: ItemId, session: SessionDep, actor: FundsApprove, idem: IdempotencyDep) -> Any:
+    """Records that an approved disbursement was paid out (approvers only); any other status is a 409 invalid_status.
+    Send an Idempotency-Key header to make a retry safe: a repeated key answers the first result again (marked
+    Idempotent-Replayed) instead of acting twice."""
     replay = idempotency.begin(session, actor, idem)
     if replay is not None:
         return replay
@@ -183,6 +193,10 @@ def cancel_disbursement(disbursement_id: ItemId, body: ReasonBody, session: Sess
                     responses=WRITE_ERRORS)
 def reverse_disbursement(disbursement_id: ItemId, body: ReasonBody, session: SessionDep, actor: FundsApprove,
                          idem: IdempotencyDep) -> Any:
+    """A paid disbursement is never deleted: a reversal entry with the reason gives its money back to the budget line
+    and the disbursement becomes reversed. Only a paid one can be reversed (409 invalid_status). Send an
+    Idempotency-Key header to make a retry safe: a repeated key answers the first result again (marked
+    Idempotent-Replayed) instead of acting twice."""
     replay = idempotency.begin(session, actor, idem)
     if replay is not None:
         return replay

@@ -58,6 +58,9 @@ def dues_rates(
 @router.post("/profiles", response_model=DuesProfilePublic, status_code=201, operation_id="funds_dues_profiles_create",
              summary="Record a member's dues category and base from a month", responses=WRITE_ERRORS)
 def create_profile(body: DuesProfileCreate, session: SessionDep, actor: DuesWrite, response: Response) -> Any:
+    """Records a member's party-dues category and income base from a month on; the monthly due then follows the
+    national rates. A member has one profile per starting month (409 duplicate_profile: record the change from
+    another month)."""
     profile = service.create_profile(session, actor, body)
     response.headers["Location"] = f"{router.prefix}/profiles?member_id={profile.person_id}"
     return service.profile_public(profile)
@@ -93,6 +96,8 @@ def create_reduction(body: DuesReductionCreate, session: SessionDep, actor: Dues
              operation_id="funds_dues_reductions_decide", summary="Approve or reject a reduction (level above)",
              responses=WRITE_ERRORS)
 def decide_reduction(reduction_id: ItemId, body: ReductionDecision, session: SessionDep, actor: DuesWrite) -> Any:
+    """Approves or rejects a requested dues reduction. Only the level above the member's organisation decides (403
+    level_above_required), never the user who asked for it (403 maker_checker), and only once (409 invalid_status)."""
     return service.reduction_public(service.decide_reduction(session, actor, reduction_id, body))
 
 
@@ -148,6 +153,8 @@ def dues_statement(
     session: SessionDep, actor: DuesRead, member_id: MemberQuery,
     year: Annotated[int, Query(ge=YEAR_MIN, le=YEAR_MAX)],
 ) -> Any:
+    """A member's dues for one year, month by month: what was due, what was paid and the running balance, with each
+    month's status (paid, unpaid, exempt or not yet due)."""
     return service.statement(session, actor, member_id=member_id, year=year)
 
 
@@ -174,6 +181,8 @@ def dues_arrears(
              operation_id="funds_dues_decisions_create", summary="Record the branch's decision on a member in arrears",
              responses=WRITE_ERRORS)
 def create_decision(body: ArrearsDecisionCreate, session: SessionDep, actor: DuesWrite, response: Response) -> Any:
+    """Records the branch's decision about a member in arrears, together with the run of unpaid months it was based on.
+    A member with no unpaid months up to the decision is a 409 no_arrears. Audited; answers 201."""
     d = service.record_decision(session, actor, body)
     response.headers["Location"] = f"{router.prefix}/arrears-decisions?member_id={d.person_id}"
     return service.decision_public(d)

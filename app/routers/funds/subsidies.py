@@ -56,6 +56,7 @@ def list_policies(
 @policies.get("/{policy_id}", response_model=SubsidyPolicyPublic, operation_id="funds_subsidy_policies_get",
               summary="Get a subsidy policy and its rates", responses=READ_ERRORS)
 def get_policy(policy_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
+    """One subsidy policy with its validity and its rates per kind of beneficiary."""
     policy = service.get_policy(session, policy_id)
     return service.policy_public(policy, service.rates_of(session, [policy_id]).get(policy_id, []))
 
@@ -74,6 +75,8 @@ def create_policy(body: SubsidyPolicyCreate, session: SessionDep, actor: FundsMa
 @policies.post("/{policy_id}/close", response_model=SubsidyPolicyPublic, operation_id="funds_subsidy_policies_close",
                summary="End a policy's validity (city only)", responses=WRITE_ERRORS)
 def close_policy(policy_id: ItemId, body: PolicyClose, session: SessionDep, actor: FundsManage) -> Any:
+    """Ends a policy's validity on `valid_to` (city only) so a successor can start the day after. Closing only shortens
+    a policy and cannot end it before it started (422 naming valid_to); to change rates record a new policy."""
     policy = service.close_policy(session, actor, service.get_policy(session, policy_id), body)
     return service.policy_public(policy, service.rates_of(session, [policy_id]).get(policy_id, []))
 
@@ -116,12 +119,15 @@ def list_runs(
 @runs.get("/{run_id}", response_model=SubsidyRunPublic, operation_id="funds_subsidy_runs_get",
           summary="Get a subsidy run with its totals per kind", responses=READ_ERRORS)
 def get_run(run_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
+    """One subsidy run with its status (draft, committed, paid, cancelled) and its totals per kind of subsidy."""
     return _run_public(session, service.get_run(session, actor, run_id))
 
 
 @runs.post("/{run_id}/recompute", response_model=SubsidyRunPublic, operation_id="funds_subsidy_runs_recompute",
            summary="Recompute a draft from the current positions and policies", responses=WRITE_ERRORS)
 def recompute_run(run_id: ItemId, session: SessionDep, actor: FundsManage) -> Any:
+    """Recomputes a draft run's lines from the positions and policies as they are now (draft lines are working copies);
+    only a draft can be recomputed (409 otherwise). Audited with the totals before and after."""
     run, kinds = service.recompute_run(session, actor, service.get_run(session, actor, run_id))
     return service.run_public(run, kinds)
 
@@ -129,6 +135,8 @@ def recompute_run(run_id: ItemId, session: SessionDep, actor: FundsManage) -> An
 @runs.post("/{run_id}/cancel", response_model=SubsidyRunPublic, operation_id="funds_subsidy_runs_cancel",
            summary="Cancel a draft run", responses=WRITE_ERRORS)
 def cancel_run(run_id: ItemId, session: SessionDep, actor: FundsManage) -> Any:
+    """Cancels a draft run; it stays on record as cancelled and nothing is paid from it. Only a draft can be cancelled
+    (409 otherwise)."""
     return _run_public(session, service.cancel_run(session, actor, service.get_run(session, actor, run_id)))
 
 
@@ -148,6 +156,9 @@ def commit_run(run_id: ItemId, session: SessionDep, actor: FundsApprove, idem: I
 @runs.post("/{run_id}/pay", response_model=SubsidyRunPublic, operation_id="funds_subsidy_runs_pay",
            summary="Pay every committed line of a run", responses=WRITE_ERRORS)
 def pay_run(run_id: ItemId, session: SessionDep, actor: FundsApprove, idem: IdempotencyDep) -> Any:
+    """Pays every committed line of a committed run at once, moving the money out of the budget line; the answer
+    carries the run with its new totals. Send an Idempotency-Key header to make a retry safe: a repeated key answers
+    the first result again (marked Idempotent-Replayed) instead of acting twice."""
     replay = idempotency.begin(session, actor, idem)
     if replay is not None:
         return replay
@@ -175,6 +186,9 @@ def run_lines(
 @runs.post("/{run_id}/lines/{line_id}/pay", response_model=SubsidyLinePublic,
            operation_id="funds_subsidy_lines_pay", summary="Pay one line of a committed run", responses=WRITE_ERRORS)
 def pay_line(run_id: ItemId, line_id: ItemId, session: SessionDep, actor: FundsApprove, idem: IdempotencyDep) -> Any:
+    """Pays one committed line of a committed run (for a beneficiary paid apart from the rest). Send an Idempotency-Key
+    header to make a retry safe: a repeated key answers the first result again (marked Idempotent-Replayed) instead
+    of acting twice."""
     replay = idempotency.begin(session, actor, idem)
     if replay is not None:
         return replay
@@ -188,6 +202,9 @@ def pay_line(run_id: ItemId, line_id: ItemId, session: SessionDep, actor: FundsA
            responses=WRITE_ERRORS)
 def reverse_line(run_id: ItemId, line_id: ItemId, body: ReasonBody, session: SessionDep, actor: FundsApprove,
                  idem: IdempotencyDep) -> Any:
+    """Reverses one committed or paid line with a reason: its money goes back to the budget line and the beneficiary's
+    period may be paid again by a later run. Send an Idempotency-Key header to make a retry safe: a repeated key
+    answers the first result again (marked Idempotent-Replayed) instead of acting twice."""
     replay = idempotency.begin(session, actor, idem)
     if replay is not None:
         return replay

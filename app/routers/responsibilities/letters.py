@@ -93,6 +93,8 @@ def generate_letters(body: LetterGenerate, session: SessionDep, actor: LettersMa
     summary="Draft a responsibility letter (the level above)", responses=WRITE_ERRORS,
 )
 def create_letter(body: LetterCreate, session: SessionDep, actor: LettersManage, response: Response) -> Any:
+    """The level above drafts a responsibility letter (责任书) for an organisation below it for a year; items are added
+    before it is issued. Audited; answers 201 with Location."""
     letter = service.create(session, actor, body)
     response.headers["Location"] = f"{router.prefix}/{letter.id}"
     return _detail(session, letter.id, response)
@@ -103,6 +105,8 @@ def create_letter(body: LetterCreate, session: SessionDep, actor: LettersManage,
     summary="Get a letter with its items", responses=READ_ERRORS,
 )
 def get_letter(letter_id: ItemId, session: SessionDep, actor: LettersRead, response: Response) -> Any:
+    """One responsibility letter in scope with its items, their weights, reports and scores, and the letter's status
+    (draft, issued, signed, settling, settled). The ETag header is the version for If-Match."""
     service.get_with_org(session, actor, letter_id)
     return _detail(session, letter_id, response)
 
@@ -113,6 +117,8 @@ def get_letter(letter_id: ItemId, session: SessionDep, actor: LettersRead, respo
 )
 def update_letter(letter_id: ItemId, body: LetterUpdate, session: SessionDep, actor: LettersManage,
                   response: Response, if_match: IfMatch = None) -> Any:
+    """Edits a letter's title while it is not yet signed (the level above only), with If-Match (428 without it, 412
+    when stale); a letter in any later status is a 409."""
     letter, org = service.get_with_org(session, actor, letter_id)
     service.update_fields(session, actor, letter, org, body, parse_if_match(if_match))
     return _detail(session, letter_id, response)
@@ -124,6 +130,8 @@ def update_letter(letter_id: ItemId, body: LetterUpdate, session: SessionDep, ac
 )
 def add_item(letter_id: ItemId, body: LetterItemCreate, session: SessionDep, actor: LettersManage,
              response: Response) -> Any:
+    """Adds an item (a commitment with its category, target, weight and due date) to a letter not yet signed; once
+    signed the items are frozen (409). Answers 201 with Location and the item's ETag."""
     letter, org = service.get_with_org(session, actor, letter_id)
     item = service.add_item(session, actor, letter, org, body)
     response.headers["Location"] = f"{router.prefix}/{letter_id}/items/{item.id}"
@@ -137,6 +145,8 @@ def add_item(letter_id: ItemId, body: LetterItemCreate, session: SessionDep, act
 )
 def update_item(letter_id: ItemId, item_id: ItemId, body: LetterItemUpdate, session: SessionDep,
                 actor: LettersManage, response: Response, if_match: IfMatch = None) -> Any:
+    """Edits an item of a letter not yet signed, with the item's ETag in If-Match; its due date must fall in the
+    letter's year."""
     letter, org = service.get_with_org(session, actor, letter_id)
     item = service.get_item(session, letter, item_id)
     item = service.update_item(session, actor, letter, org, item, body, parse_if_match(if_match))
@@ -149,6 +159,7 @@ def update_item(letter_id: ItemId, item_id: ItemId, body: LetterItemUpdate, sess
     summary="Remove an item from a letter not yet signed", responses=WRITE_ERRORS,
 )
 def delete_item(letter_id: ItemId, item_id: ItemId, session: SessionDep, actor: LettersManage) -> Response:
+    """Removes an item from a letter not yet signed; the audit log keeps what it said. Answers 204."""
     letter, org = service.get_with_org(session, actor, letter_id)
     service.delete_item(session, actor, letter, org, service.get_item(session, letter, item_id))
     return Response(status_code=204)
@@ -159,6 +170,8 @@ def delete_item(letter_id: ItemId, item_id: ItemId, session: SessionDep, actor: 
     summary="Issue a draft letter to its organisation (the level above)", responses=WRITE_ERRORS,
 )
 def issue_letter(letter_id: ItemId, session: SessionDep, actor: LettersManage, response: Response) -> Any:
+    """The level above issues a draft letter to its organisation (draft → issued); a letter without items is a 409
+    no_items."""
     letter, org = service.get_with_org(session, actor, letter_id)
     service.issue(session, actor, letter, org)
     return _detail(session, letter_id, response)
@@ -169,6 +182,8 @@ def issue_letter(letter_id: ItemId, session: SessionDep, actor: LettersManage, r
     summary="Sign an issued letter (the organisation itself); its items are then frozen", responses=WRITE_ERRORS,
 )
 def sign_letter(letter_id: ItemId, session: SessionDep, actor: LettersSignReport, response: Response) -> Any:
+    """The organisation itself signs an issued letter (issued → signed); from then on its items are frozen. The level
+    above cannot sign for it."""
     letter, org = service.get_with_org(session, actor, letter_id)
     service.sign(session, actor, letter, org)
     return _detail(session, letter_id, response)
@@ -180,6 +195,8 @@ def sign_letter(letter_id: ItemId, session: SessionDep, actor: LettersSignReport
 )
 def report_letter(letter_id: ItemId, body: LetterReport, session: SessionDep, actor: LettersSignReport,
                   response: Response) -> Any:
+    """The organisation reports on its items at year end (completed, partly or not, with evidence); the letter moves to
+    settling. An item may be reported again until it is scored (409 item_scored)."""
     letter, org = service.get_with_org(session, actor, letter_id)
     service.report(session, actor, letter, org, body.items)
     return _detail(session, letter_id, response)
@@ -191,6 +208,8 @@ def report_letter(letter_id: ItemId, body: LetterReport, session: SessionDep, ac
 )
 def score_letter(letter_id: ItemId, body: LetterScore, session: SessionDep, actor: LettersManage,
                  response: Response) -> Any:
+    """The level above scores reported items, each from 0 to its weight (422 otherwise); an item not yet reported is a
+    409 item_not_reported. The organisation never scores its own letter."""
     letter, org = service.get_with_org(session, actor, letter_id)
     service.score(session, actor, letter, org, body.items)
     return _detail(session, letter_id, response)
@@ -202,6 +221,8 @@ def score_letter(letter_id: ItemId, body: LetterScore, session: SessionDep, acto
     responses=problem_responses(401, 403, 404, 409),
 )
 def settle_letter(letter_id: ItemId, session: SessionDep, actor: LettersManage, response: Response) -> Any:
+    """The level above closes the settlement (settling → settled) once every item is scored (409 items_unscored
+    otherwise); the letter's score is the sum of its items' scores."""
     letter, org = service.get_with_org(session, actor, letter_id)
     service.settle(session, actor, letter, org)
     return _detail(session, letter_id, response)

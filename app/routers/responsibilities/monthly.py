@@ -97,6 +97,9 @@ def quarterly_review(
     summary="Draft a monthly list with its tasks (the party-building office)", responses=WRITE_ERRORS,
 )
 def create_list(body: MonthlyListCreate, session: SessionDep, actor: ListsManage, response: Response) -> Any:
+    """The city party-building office drafts a monthly task list (月度清单) with its tasks, each sent to all
+    townships, all villages or chosen organisations. Deadlines fall in or after the list's month. Nothing is sent
+    until the list is issued. Answers 201 with Location."""
     lst = service.create(session, actor, body)
     response.headers["Location"] = f"{lists.prefix}/{lst.id}"
     return _list_detail(session, lst.id, actor, response)
@@ -107,6 +110,8 @@ def create_list(body: MonthlyListCreate, session: SessionDep, actor: ListsManage
     summary="Get a monthly list with its tasks", responses=READ_ERRORS,
 )
 def get_list(list_id: ItemId, session: SessionDep, actor: ListsRead, response: Response) -> Any:
+    """One monthly list with its tasks, their targets and how many assignments each produced. The ETag header is the
+    version for If-Match."""
     return _list_detail(session, list_id, actor, response)
 
 
@@ -116,6 +121,8 @@ def get_list(list_id: ItemId, session: SessionDep, actor: ListsRead, response: R
 )
 def update_list(list_id: ItemId, body: MonthlyListUpdate, session: SessionDep, actor: ListsManage,
                 response: Response, if_match: IfMatch = None) -> Any:
+    """Edits a draft list's title or month with If-Match; no task's deadline may fall before the list's month. An
+    issued list is a 409."""
     lst = service.get_list(session, actor, list_id)
     service.update_list(session, actor, lst, body, parse_if_match(if_match))
     return _list_detail(session, list_id, actor, response)
@@ -127,6 +134,9 @@ def update_list(list_id: ItemId, body: MonthlyListUpdate, session: SessionDep, a
     responses=WRITE_ERRORS,
 )
 def issue_list(list_id: ItemId, session: SessionDep, actor: ListsManage, response: Response) -> Any:
+    """Issues a draft list: every active task becomes one assignment per target organisation, all in this one
+    transaction, so a list is never half sent. A list already issued (409 list_issued) or without active tasks (409
+    no_tasks) is refused."""
     service.issue(session, actor, service.get_list(session, actor, list_id))
     return _list_detail(session, list_id, actor, response)
 
@@ -141,6 +151,8 @@ def _task_public(session: SessionDep, actor: Any, list_id: int, task_id: int | N
     summary="Add a task (on an issued list: an amendment, sent out at once)", responses=WRITE_ERRORS,
 )
 def add_task(list_id: ItemId, body: TaskCreate, session: SessionDep, actor: ListsManage, response: Response) -> Any:
+    """Adds a task to a list. On a draft it waits for the issue; on an issued list it is an amendment and its
+    assignments are sent out at once."""
     task = service.add_task(session, actor, service.get_list(session, actor, list_id), body)
     response.headers["Location"] = f"{lists.prefix}/{list_id}"
     set_etag(response, task.version)
@@ -153,6 +165,8 @@ def add_task(list_id: ItemId, body: TaskCreate, session: SessionDep, actor: List
 )
 def update_task(list_id: ItemId, task_id: ItemId, body: TaskUpdate, session: SessionDep, actor: ListsManage,
                 response: Response, if_match: IfMatch = None) -> Any:
+    """Edits a task of a draft list with If-Match; a task sent to chosen organisations needs targets. Tasks of an
+    issued list are amended by adding or cancelling tasks instead."""
     lst = service.get_list(session, actor, list_id)
     task = service.update_task(session, actor, lst, service.get_task(session, lst, task_id), body,
                                parse_if_match(if_match))
@@ -167,6 +181,8 @@ def update_task(list_id: ItemId, task_id: ItemId, body: TaskUpdate, session: Ses
 )
 def cancel_task(list_id: ItemId, task_id: ItemId, body: TaskCancel, session: SessionDep, actor: ListsManage,
                 response: Response) -> Any:
+    """Cancels a task with a reason; its open assignments are cancelled too, keeping their history. A task already
+    cancelled is a 409 task_cancelled."""
     lst = service.get_list(session, actor, list_id)
     task = service.cancel_task(session, actor, lst, service.get_task(session, lst, task_id), body.reason)
     set_etag(response, task.version)
@@ -206,6 +222,8 @@ def list_assignments(
     summary="Get an assignment with its history", responses=READ_ERRORS,
 )
 def get_assignment(assignment_id: ItemId, session: SessionDep, actor: ListsRead, response: Response) -> Any:
+    """One organisation's assignment of a monthly task with its status, deadline and the history of every status change
+    (who, when, note)."""
     service.get_assignment(session, actor, assignment_id)
     return _assignment(session, assignment_id, response)
 
@@ -216,6 +234,9 @@ def get_assignment(assignment_id: ItemId, session: SessionDep, actor: ListsRead,
 )
 def report_progress(assignment_id: ItemId, body: ProgressReport, session: SessionDep, actor: AssignmentsReport,
                     response: Response) -> Any:
+    """The assigned organisation itself reports progress: pending → in_progress → done, with a note; done_at is
+    recorded and compared with the deadline. Another organisation is a 403 own_organization_required; a done or
+    cancelled assignment is a 409 invalid_status."""
     a, org = service.get_assignment(session, actor, assignment_id)
     service.report_progress(session, actor, a, org, body)
     return _assignment(session, assignment_id, response)
@@ -227,6 +248,8 @@ def report_progress(assignment_id: ItemId, body: ProgressReport, session: Sessio
 )
 def reopen_assignment(assignment_id: ItemId, body: TaskAssignmentReopen, session: SessionDep, actor: AssignmentsReopen,
                       response: Response) -> Any:
+    """The level above reopens a done assignment with a reason (done → in_progress); it counts as reopened in the
+    reports. Only a done assignment can be reopened (409 invalid_status)."""
     a, org = service.get_assignment(session, actor, assignment_id)
     service.reopen(session, actor, a, org, body.reason)
     return _assignment(session, assignment_id, response)

@@ -109,6 +109,9 @@ def escalate_overdue(session: SessionDep, actor: ProblemsEscalate) -> Any:
     summary="Open a problem of an organisation in scope", responses=WRITE_ERRORS,
 )
 def create_problem(body: ProblemCreate, session: SessionDep, actor: ProblemsWrite, response: Response) -> Any:
+    """Opens a problem of an organisation in scope, by its own users or the levels above, with its source (debriefing
+    appraisal, quarterly inspection, standards audit, frontline visit or other), description, cause, measures,
+    responsible person and deadline; it starts open. Answers 201 with Location and ETag."""
     problem = service.create(session, actor, body)
     response.headers["Location"] = f"{problems.prefix}/{problem.id}"
     return _detail(session, actor, problem.id, response)
@@ -119,6 +122,8 @@ def create_problem(body: ProblemCreate, session: SessionDep, actor: ProblemsWrit
     summary="Get a problem with its rejections", responses=READ_ERRORS,
 )
 def get_problem(problem_id: ItemId, session: SessionDep, actor: ProblemsRead, response: Response) -> Any:
+    """One problem in scope with its status, deadline, escalation and every rejection of its rectification (reason,
+    who, when). The ETag header is the version for If-Match."""
     return _detail(session, actor, problem_id, response)
 
 
@@ -128,6 +133,8 @@ def get_problem(problem_id: ItemId, session: SessionDep, actor: ProblemsRead, re
 )
 def update_problem(problem_id: ItemId, body: ProblemUpdate, session: SessionDep, actor: ProblemsWrite,
                    response: Response, if_match: IfMatch = None) -> Any:
+    """Edits an open or rectifying problem with If-Match (428 without it, 412 when stale); once a deadline is set only
+    the level above may move it. A submitted or verified problem is a 409."""
     problem, org = service.get_with_org(session, actor, problem_id)
     service.update_fields(session, actor, problem, org, body, parse_if_match(if_match))
     return _detail(session, actor, problem_id, response)
@@ -138,6 +145,7 @@ def update_problem(problem_id: ItemId, body: ProblemUpdate, session: SessionDep,
     summary="Start rectifying an open problem", responses=WRITE_ERRORS,
 )
 def rectify_problem(problem_id: ItemId, session: SessionDep, actor: ProblemsWrite, response: Response) -> Any:
+    """The organisation starts rectifying an open problem (open → rectifying). Any other status is a 409."""
     service.start_rectification(session, actor, service.get(session, actor, problem_id))
     return _detail(session, actor, problem_id, response)
 
@@ -148,6 +156,8 @@ def rectify_problem(problem_id: ItemId, session: SessionDep, actor: ProblemsWrit
 )
 def submit_problem(problem_id: ItemId, body: ProblemSubmit, session: SessionDep, actor: ProblemsWrite,
                    response: Response) -> Any:
+    """The organisation submits its rectification for verification with a note (rectifying → submitted). Any other
+    status is a 409."""
     service.submit(session, actor, service.get(session, actor, problem_id), body.note)
     return _detail(session, actor, problem_id, response)
 
@@ -157,6 +167,8 @@ def submit_problem(problem_id: ItemId, body: ProblemSubmit, session: SessionDep,
     summary="Verify a submitted rectification (only the level above)", responses=WRITE_ERRORS,
 )
 def verify_problem(problem_id: ItemId, session: SessionDep, actor: ProblemsVerify, response: Response) -> Any:
+    """A user of the level above verifies a submitted rectification (submitted → verified): someone whose scope
+    strictly contains the organisation, never its own users (403). Any other status is a 409."""
     problem, org = service.get_with_org(session, actor, problem_id)
     service.verify(session, actor, problem, org)
     return _detail(session, actor, problem_id, response)
@@ -168,6 +180,8 @@ def verify_problem(problem_id: ItemId, session: SessionDep, actor: ProblemsVerif
 )
 def reject_problem(problem_id: ItemId, body: ProblemReject, session: SessionDep, actor: ProblemsVerify,
                    response: Response) -> Any:
+    """The level above rejects a submitted rectification with a reason (submitted → rectifying); rejections are counted
+    and kept on the problem. Any other status is a 409."""
     problem, org = service.get_with_org(session, actor, problem_id)
     service.reject(session, actor, problem, org, body.reason)
     return _detail(session, actor, problem_id, response)
@@ -204,6 +218,9 @@ def _inspection(session: SessionDep, actor: Any, inspection_id: int | None) -> I
 )
 def create_inspection(body: InspectionCreate, session: SessionDep, actor: InspectionsWrite,
                       response: Response) -> Any:
+    """The level above records a quarterly inspection visit (dated today or earlier) and opens the problems it found,
+    all in one transaction; each problem belongs to the inspected organisation or one below it. Answers 201 with
+    Location."""
     inspection = service.create_inspection(session, actor, body)
     response.headers["Location"] = f"{inspections.prefix}/{inspection.id}"
     return _inspection(session, actor, inspection.id)
@@ -214,4 +231,5 @@ def create_inspection(body: InspectionCreate, session: SessionDep, actor: Inspec
     summary="Get an inspection with the problems it opened", responses=READ_ERRORS,
 )
 def get_inspection(inspection_id: ItemId, session: SessionDep, actor: ProblemsRead) -> Any:
+    """One quarterly inspection with its findings and the problems it opened, with their current status."""
     return _inspection(session, actor, inspection_id)

@@ -77,6 +77,9 @@ def audits_summary(
     responses=READ_ERRORS,
 )
 def get_audit(audit_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
+    """One standardisation audit in scope: the score of every item, subtotals per aspect, the total and rating,
+    suggested organisational-life scores from the meeting records, and the problems a finalised backward review
+    opened. The ETag header is the version for If-Match."""
     return _detail(session, audit_id, actor, response)
 
 
@@ -89,6 +92,8 @@ def compare_audits(
     audit_id: ItemId, session: SessionDep, actor: StandardsRead,
     with_: Annotated[int, Query(alias="with", ge=1, le=MAX_ID, description="The other audit's id")],
 ) -> Any:
+    """Item by item, the change between a self-assessment and the review of the same organisation, standard set and
+    period (score and percentage change); `with` names the other audit (422 when it is not the counterpart)."""
     a, _ = service.get_audit(session, actor, audit_id)
     return service.compare(session, actor, a, with_)
 
@@ -99,6 +104,10 @@ def compare_audits(
     responses=WRITE_ERRORS,
 )
 def create_audit(body: AuditCreate, session: SessionDep, actor: AuditsWrite, response: Response) -> Any:
+    """Opens a draft audit of an organisation against a published standard set of its domain: a self-assessment by
+    the organisation itself or a review by the level above (the city has nothing above it to review it). A set
+    that is not published is a 409 set_not_published; a second review of the same period is a 409
+    duplicate_review. Answers 201 with Location."""
     a = service.create(session, actor, body)
     response.headers["Location"] = f"{router.prefix}/{a.id}"
     return _detail(session, a.id, actor, response)
@@ -110,6 +119,8 @@ def create_audit(body: AuditCreate, session: SessionDep, actor: AuditsWrite, res
 )
 def put_scores(audit_id: ItemId, body: ScoresIn, session: SessionDep, actor: AuditsWrite,
                response: Response) -> Any:
+    """Scores items of a draft audit, each from 0 to the item's maximum with an optional note (422 otherwise, or for
+    an item not in the set); totals and rating follow at once. Items not sent keep their score."""
     a, org = service.get_audit(session, actor, audit_id)
     service.put_scores(session, actor, a, org, body)
     return _detail(session, audit_id, actor, response)
@@ -120,6 +131,8 @@ def put_scores(audit_id: ItemId, body: ScoresIn, session: SessionDep, actor: Aud
     summary="Submit a fully scored draft", responses=WRITE_ERRORS,
 )
 def submit_audit(audit_id: ItemId, session: SessionDep, actor: AuditsWrite, response: Response) -> Any:
+    """Submits a draft once every item has a score (draft → submitted); missing items are listed in a 409
+    scores_incomplete."""
     a, org = service.get_audit(session, actor, audit_id)
     service.submit(session, actor, a, org)
     return _detail(session, audit_id, actor, response)
@@ -130,6 +143,8 @@ def submit_audit(audit_id: ItemId, session: SessionDep, actor: AuditsWrite, resp
     summary="Send a submitted audit back to draft (the level above)", responses=WRITE_ERRORS,
 )
 def return_audit(audit_id: ItemId, session: SessionDep, actor: AuditsWrite, response: Response) -> Any:
+    """The level above sends a submitted audit back to draft for correction; a finalised audit is a 409
+    audit_finalized."""
     a, org = service.get_audit(session, actor, audit_id)
     service.return_to_draft(session, actor, a, org)
     return _detail(session, audit_id, actor, response)
@@ -141,6 +156,9 @@ def return_audit(audit_id: ItemId, session: SessionDep, actor: AuditsWrite, resp
     responses=WRITE_ERRORS,
 )
 def finalize_audit(audit_id: ItemId, session: SessionDep, actor: AuditsWrite, response: Response) -> Any:
+    """The level above finalises a submitted audit (submitted → finalized); its rating then counts. A review rated
+    backward opens a problem for each weak aspect on the organisation's problem list. Only one finalised review
+    per organisation and period (409 duplicate_review)."""
     a, org = service.get_audit(session, actor, audit_id)
     service.finalize(session, actor, a, org)
     return _detail(session, audit_id, actor, response)

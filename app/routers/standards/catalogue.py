@@ -57,6 +57,8 @@ def list_sets(
     summary="Get a standard set with its items and per-aspect maxima", responses=READ_ERRORS,
 )
 def get_set(set_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
+    """One standard set with its items (code, aspect, requirement, maximum score) and the maximum per aspect, with
+    its status (draft, published, retired) and rating thresholds."""
     return _detail(session, service.get_set(session, set_id), response)
 
 
@@ -65,6 +67,8 @@ def get_set(set_id: ItemId, session: SessionDep, actor: StandardsRead, response:
     summary="Create a draft standard set (city only)", responses=WRITE_ERRORS,
 )
 def create_set(body: StandardSetCreate, session: SessionDep, actor: StandardsManage, response: Response) -> Any:
+    """The city creates a draft standard set for a year and domain; its edition follows the last one of the same
+    year and domain. Items are added while it is a draft. Answers 201 with Location."""
     std = service.create_set(session, actor, body)
     response.headers["Location"] = f"{router.prefix}/{std.id}"
     return _detail(session, std, response)
@@ -77,6 +81,8 @@ def create_set(body: StandardSetCreate, session: SessionDep, actor: StandardsMan
 )
 def update_set(set_id: ItemId, body: StandardSetUpdate, session: SessionDep, actor: StandardsManage,
                response: Response, if_match: IfMatch = None) -> Any:
+    """Edits a set's name, description or rating thresholds with If-Match (compliant_min_pct must stay below
+    demonstration_min_pct). A set an audit already uses is a 409: publish a new edition instead."""
     std = service.get_set(session, set_id)
     std = service.update_set(session, actor, std, body, parse_if_match(if_match))
     return _detail(session, std, response)
@@ -87,6 +93,9 @@ def update_set(set_id: ItemId, body: StandardSetUpdate, session: SessionDep, act
     summary="Publish a draft set (retires the edition it replaces)", responses=WRITE_ERRORS,
 )
 def publish_set(set_id: ItemId, session: SessionDep, actor: StandardsManage, response: Response) -> Any:
+    """Publishes a draft set (draft → published) so audits can use it; the edition it replaces for the same year and
+    domain is retired. A set missing items for an aspect is a 409 aspects_missing; a set that is not a draft is a
+    409 set_not_draft."""
     return _detail(session, service.publish(session, actor, service.get_set(session, set_id)), response)
 
 
@@ -95,6 +104,8 @@ def publish_set(set_id: ItemId, session: SessionDep, actor: StandardsManage, res
     summary="Retire a published set: no new audits use it", responses=WRITE_ERRORS,
 )
 def retire_set(set_id: ItemId, session: SessionDep, actor: StandardsManage, response: Response) -> Any:
+    """Retires a published set: no new audits use it, audits already using it keep it. Only a published set retires
+    (409 set_not_published)."""
     return _detail(session, service.retire(session, actor, service.get_set(session, set_id)), response)
 
 
@@ -104,6 +115,8 @@ def retire_set(set_id: ItemId, session: SessionDep, actor: StandardsManage, resp
     summary="Copy a set and its items into the next edition, as a draft", responses=WRITE_ERRORS,
 )
 def new_version(set_id: ItemId, session: SessionDep, actor: StandardsManage, response: Response) -> Any:
+    """Copies a set and all its items into the next edition as a draft, to be edited and published in its place.
+    Answers 201 with Location."""
     copy = service.new_version(session, actor, service.get_set(session, set_id))
     response.headers["Location"] = f"{router.prefix}/{copy.id}"
     return _detail(session, copy, response)
@@ -115,6 +128,8 @@ def new_version(set_id: ItemId, session: SessionDep, actor: StandardsManage, res
 )
 def create_item(set_id: ItemId, body: StandardItemCreate, session: SessionDep, actor: StandardsManage,
                 response: Response) -> Any:
+    """Adds an item (code unique in the set, aspect, requirement, maximum score) to a set that is still editable (no
+    audit uses it). Answers 201 with Location."""
     item = service.add_item(session, actor, service.get_set(session, set_id), body)
     response.headers["Location"] = f"{router.prefix}/{set_id}/items/{item.id}"
     return item
@@ -126,6 +141,7 @@ def create_item(set_id: ItemId, body: StandardItemCreate, session: SessionDep, a
 )
 def update_item(set_id: ItemId, item_id: ItemId, body: StandardItemUpdate, session: SessionDep,
                 actor: StandardsManage) -> Any:
+    """Edits an item of a set that is still editable; its code stays unique within the set."""
     std = service.get_set(session, set_id)
     return service.update_item(session, actor, std, service.get_item(session, std, item_id), body)
 
@@ -135,6 +151,7 @@ def update_item(set_id: ItemId, item_id: ItemId, body: StandardItemUpdate, sessi
     summary="Remove an item from an editable set (no audit has scored it)", responses=WRITE_ERRORS,
 )
 def delete_item(set_id: ItemId, item_id: ItemId, session: SessionDep, actor: StandardsManage) -> Response:
+    """Removes an item from a set no audit has used; the audit log keeps what it said. Answers 204."""
     std = service.get_set(session, set_id)
     service.delete_item(session, actor, std, service.get_item(session, std, item_id))
     return Response(status_code=204)

@@ -56,6 +56,8 @@ def list_frequencies(request: Request, session: SessionDep, actor: StandardsRead
     summary="Get a required frequency", responses=READ_ERRORS,
 )
 def get_frequency(frequency_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
+    """One required meeting frequency: the meeting type, its cadence (monthly, quarterly or yearly), from an
+    effective year on. The ETag header is the version for If-Match."""
     row = service.get_frequency(session, frequency_id)
     set_etag(response, row.version)
     return row
@@ -67,6 +69,8 @@ def get_frequency(frequency_id: ItemId, session: SessionDep, actor: StandardsRea
 )
 def create_frequency(body: MeetingFrequencyCreate, session: SessionDep, actor: StandardsManage,
                      response: Response) -> Any:
+    """The city sets how often a meeting type must be held from a year on; earlier years keep their requirement. One
+    requirement per meeting type and year (409 duplicate_frequency: edit it instead). Answers 201 with Location."""
     row = service.create_frequency(session, actor, body)
     response.headers["Location"] = f"{frequencies.prefix}/{row.id}"
     set_etag(response, row.version)
@@ -79,6 +83,7 @@ def create_frequency(body: MeetingFrequencyCreate, session: SessionDep, actor: S
 )
 def update_frequency(frequency_id: ItemId, body: MeetingFrequencyUpdate, session: SessionDep,
                      actor: StandardsManage, response: Response, if_match: IfMatch = None) -> Any:
+    """The city edits a required frequency with If-Match (428 without it, 412 when stale)."""
     row = service.update_frequency(session, actor, service.get_frequency(session, frequency_id), body,
                                    parse_if_match(if_match))
     set_etag(response, row.version)
@@ -109,6 +114,8 @@ def list_records(
     summary="Get a meeting record", responses=READ_ERRORS,
 )
 def get_record(record_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
+    """One meeting record of an organisation in scope: type, date, topic, attendance and lecturer. The ETag header
+    is the version for If-Match."""
     row = service.get_record(session, actor, record_id)
     set_etag(response, row.version)
     return row
@@ -119,6 +126,9 @@ def get_record(record_id: ItemId, session: SessionDep, actor: StandardsRead, res
     summary="Record a meeting of a village organisation or branch (present ≤ expected)", responses=WRITE_ERRORS,
 )
 def create_record(body: MeetingRecordCreate, session: SessionDep, actor: MeetingsWrite, response: Response) -> Any:
+    """Records a meeting (三会一课 and others) held by a village organisation or branch in scope: type, date, topic,
+    expected and present counts (present ≤ expected) and, for a party lecture, the lecturer. A dissolved
+    organisation is a 409. Answers 201 with Location."""
     row = service.create_record(session, actor, body)
     response.headers["Location"] = f"{records.prefix}/{row.id}"
     set_etag(response, row.version)
@@ -131,6 +141,8 @@ def create_record(body: MeetingRecordCreate, session: SessionDep, actor: Meeting
 )
 def update_record(record_id: ItemId, body: MeetingRecordUpdate, session: SessionDep, actor: MeetingsWrite,
                   response: Response, if_match: IfMatch = None) -> Any:
+    """Edits a meeting record with If-Match; present_count still cannot exceed expected_count and only a party
+    lecture has a lecturer (422 otherwise)."""
     row = service.update_record(session, actor, service.get_record(session, actor, record_id), body,
                                 parse_if_match(if_match))
     set_etag(response, row.version)

@@ -60,6 +60,8 @@ def list_types(request: Request, session: SessionDep, actor: StandardsRead, page
     summary="Get a facility type", responses=READ_ERRORS,
 )
 def get_type(type_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
+    """One facility type (for example the party members' activity room) with its category and whether it is active.
+    The ETag header is the version for If-Match."""
     row = service.get_type(session, type_id)
     set_etag(response, row.version)
     return row
@@ -70,6 +72,8 @@ def get_type(type_id: ItemId, session: SessionDep, actor: StandardsRead, respons
     summary="Add a facility type (city only)", responses=WRITE_ERRORS,
 )
 def create_type(body: FacilityTypeCreate, session: SessionDep, actor: StandardsManage, response: Response) -> Any:
+    """The city adds a facility type that organisations record against; codes are unique (409 duplicate_code).
+    Answers 201 with Location."""
     row = service.create_type(session, actor, body)
     response.headers["Location"] = f"{facility_types.prefix}/{row.id}"
     set_etag(response, row.version)
@@ -82,6 +86,8 @@ def create_type(body: FacilityTypeCreate, session: SessionDep, actor: StandardsM
 )
 def update_type(type_id: ItemId, body: FacilityTypeUpdate, session: SessionDep, actor: StandardsManage,
                 response: Response, if_match: IfMatch = None) -> Any:
+    """The city edits or deactivates a facility type with If-Match; a seeded default it edits is no longer marked as
+    an assumption. Facilities already recorded keep their type."""
     row = service.update_type(session, actor, service.get_type(session, type_id), body, parse_if_match(if_match))
     set_etag(response, row.version)
     return row
@@ -111,6 +117,8 @@ def list_facilities(
     summary="Get a facility", responses=READ_ERRORS,
 )
 def get_facility(facility_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
+    """One facility of an organisation in scope: its type, floor area, condition and when it was built. The ETag
+    header is the version for If-Match."""
     row = service.get_facility(session, actor, facility_id)
     set_etag(response, row.version)
     return row
@@ -121,6 +129,8 @@ def get_facility(facility_id: ItemId, session: SessionDep, actor: StandardsRead,
     summary="Record a facility of an organisation in scope", responses=WRITE_ERRORS,
 )
 def create_facility(body: FacilityCreate, session: SessionDep, actor: VenuesWrite, response: Response) -> Any:
+    """Records that an organisation in scope has a facility of an active type (one row per organisation and type:
+    409 duplicate_facility). Answers 201 with Location."""
     row = service.create_facility(session, actor, body)
     response.headers["Location"] = f"{facilities.prefix}/{row.id}"
     set_etag(response, row.version)
@@ -133,6 +143,7 @@ def create_facility(body: FacilityCreate, session: SessionDep, actor: VenuesWrit
 )
 def update_facility(facility_id: ItemId, body: FacilityUpdate, session: SessionDep, actor: VenuesWrite,
                     response: Response, if_match: IfMatch = None) -> Any:
+    """Edits a facility's details with If-Match (428 without it, 412 when stale)."""
     row = service.get_facility(session, actor, facility_id)
     row = service.update_facility(session, actor, row, body, parse_if_match(if_match))
     set_etag(response, row.version)
@@ -163,6 +174,8 @@ def list_investments(
     summary="Get a venue investment", responses=READ_ERRORS,
 )
 def get_investment(investment_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
+    """One construction investment in a venue: amount in yuan, funding source, year, and whether it was cancelled
+    and why."""
     row = service.get_investment(session, actor, investment_id)
     set_etag(response, row.version)
     return service.investment_public(row)
@@ -174,6 +187,8 @@ def get_investment(investment_id: ItemId, session: SessionDep, actor: StandardsR
 )
 def create_investment(body: VenueInvestmentCreate, session: SessionDep, actor: VenuesWrite,
                       response: Response) -> Any:
+    """Records money invested in building or equipping a venue of an organisation in scope, in yuan with two
+    decimals, with its funding source and facility type. Answers 201 with Location."""
     row = service.create_investment(session, actor, body)
     response.headers["Location"] = f"{investments.prefix}/{row.id}"
     set_etag(response, row.version)
@@ -186,6 +201,8 @@ def create_investment(body: VenueInvestmentCreate, session: SessionDep, actor: V
 )
 def cancel_investment(investment_id: ItemId, body: InvestmentCancel, session: SessionDep, actor: VenuesWrite,
                       response: Response) -> Any:
+    """Cancels an investment entered in error with a reason: it leaves the totals but stays on record. One already
+    cancelled is a 409 already_cancelled."""
     row = service.cancel_investment(session, actor, service.get_investment(session, actor, investment_id),
                                     body.reason)
     set_etag(response, row.version)
