@@ -15,7 +15,7 @@ from app.models.funds.budgets import BudgetLine
 from app.models.funds.dues import DuesPaymentMonth
 from app.models.people import Person
 from tests.factories import World, make_person
-from tests.funds_support import TOWNSHIP, extra_user, headers
+from tests.funds_support import TOWNSHIP, count_statements, extra_user, headers
 
 DUES = "/api/v1/party-dues"
 
@@ -223,6 +223,34 @@ def arrears(client: TestClient, world: World, who: str = "t1", **params: Any) ->
     assert r.status_code == 200, r.text
     items: list[dict] = r.json()["items"]
     return items
+
+
+def test_arrears_pages_in_a_fixed_number_of_statements(client: TestClient, world: World, db: Session,
+                                                       engine: Any) -> None:
+    """Whatever the page size and the number of members in arrears (and their organisations): the same statements.
+    The page is cut before names and decisions are read, and `total` counts every member in arrears."""
+    def page(limit: int) -> tuple[dict, int]:
+        with count_statements(engine) as seen:
+            r = client.get(f"{DUES}/arrears", headers=world.auth("city"), params={"as_of": "2019-08", "limit": limit})
+        assert r.status_code == 200, r.text
+        return r.json(), len(seen)
+
+    first = member(db, world.v1, name="甲")
+    profile(client, world, first, category="farmer", fixed="1.00", who="t1")
+    one, few = page(1)
+    for i, org in enumerate([world.v1, world.v1b, world.v2, world.t1, world.t2] * 2):
+        m = member(db, org, name=f"乙{i}")
+        profile(client, world, m, category="farmer", fixed="1.00", who="city")
+        assert pay(client, world, m, "2019-01", f"2019-0{1 + i % 5}", f"{1 + i % 5}.00", who="city").status_code == 201
+        client.post(f"{DUES}/arrears-decisions", headers=world.auth("city"), json={
+            "member_id": m.id, "decision": "talked", "note": "x", "decided_on": "2019-08-20"})
+    small, many_small = page(2)
+    large, many_large = page(20)
+    assert few == many_small == many_large, (few, many_small, many_large)
+    assert one["total"] == 1 and small["total"] == large["total"] == 11
+    assert len(small["items"]) == 2 and small["items"] == large["items"][:2]
+    runs = [(not r["flagged"], -r["consecutive_unpaid"], r["member_id"]) for r in large["items"]]
+    assert runs == sorted(runs) and large["items"][0]["consecutive_unpaid"] == 8
 
 
 def test_six_consecutive_unpaid_months_are_flagged(client: TestClient, world: World, db: Session) -> None:

@@ -65,3 +65,27 @@ def child_of(path_column: Any, root_path: str, root_id: int) -> Any:
         (path_column == root_path, literal(root_id)),
         else_=cast(func.substr(rest, 1, _StrPos(rest, "/") - 1), Integer),
     )
+
+
+class _JoinedText(FunctionElement[str]):
+    """The values of a group joined by commas (as text), in no particular order."""
+
+    inherit_cache = True
+    name = "joined_text"
+
+
+@compiles(_JoinedText)
+def _joined_text_default(element: Any, compiler: Any, **kw: Any) -> str:
+    (value,) = element.clauses
+    return f"string_agg(CAST({compiler.process(value, **kw)} AS TEXT), ',')"
+
+
+@compiles(_JoinedText, "sqlite")
+def _joined_text_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    (value,) = element.clauses
+    return f"group_concat({compiler.process(value, **kw)}, ',')"
+
+
+def joined_text(value: Any) -> Any:
+    """An aggregate: a group's values as one comma-separated text (one row per group to fetch, not one per value)."""
+    return _JoinedText(value)

@@ -168,13 +168,14 @@ def dues_arrears(
     """Unpaid months up to `as_of` (default the current month), flagged members first. The system flags;
     the branch decides and records its decision (POST /api/v1/party-dues/arrears-decisions)."""
     month = parse_month(as_of) if as_of else service.current_month()
-    rows = service.arrears(session, actor, org_id=org_id, subtree=subtree, as_of=month, flagged_only=flagged)
     if page.sort:
         raise ProblemError(422, "invalid_sort", "Arrears are ordered flagged first, then by the longest run.",
                            errors=[{"loc": ["query", "sort"], "msg": "not sortable"}])
-    window = rows[page.offset: page.offset + page.limit]
-    return respond(request, ArrearsRow, window, len(rows), PageParams(limit=page.limit, offset=page.offset,
-                                                                      sort=None), filename="dues-arrears")
+    window, total = service.arrears_page(session, actor, org_id=org_id, subtree=subtree, as_of=month,
+                                         flagged_only=flagged, offset=page.offset,
+                                         limit=None if getattr(page, "export", False) else page.limit)
+    return respond(request, ArrearsRow, window, total, PageParams(limit=page.limit, offset=page.offset, sort=None),
+                   filename="dues-arrears")
 
 
 @router.post("/arrears-decisions", response_model=ArrearsDecisionPublic, status_code=201,

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import Integer, cast, extract, func, insert, or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from app.core import audit
+from app.core.aggregate import joined_text
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.money import fmt_yuan, from_fen, round_fen, to_fen
@@ -449,17 +450,20 @@ def statement(session: Session, actor: Actor, *, member_id: int, year: int) -> D
                          voluntary_extra=from_fen(int(extra)))
 
 
-def _longest_run(flags: list[bool]) -> int:
-    best = cur = 0
-    for f in flags:
-        cur = cur + 1 if f else 0
-        best = max(best, cur)
-    return best
+_STREAM = 2000  # rows per fetch of the streamed arrears queries
 
 
-def arrears(session: Session, actor: Actor, *, org_id: int | None, subtree: bool, as_of: dt.date,
-            flagged_only: bool = False) -> list[ArrearsRow]:
-    """Members in scope with unpaid months up to `as_of`: a fixed number of queries for any number of members."""
+def arrears_page(session: Session, actor: Actor, *, org_id: int | None, subtree: bool, as_of: dt.date,
+                 flagged_only: bool = False, limit: int | None = None, offset: int = 0,
+                 member_id: int | None = None) -> tuple[list[ArrearsRow], int]:
+    """Members in scope with unpaid months up to `as_of`, flagged first, then by the longest run: the page
+    (`limit` None = all) and the total. A fixed number of statements whatever the number of members: the
+    members, their profiles and their paid months come as three streams ordered by member (server-side
+    cursors, read in chunks) and are merged here, so memory holds one member at a time plus one small sort key
+    per member in arrears; names and decisions are read for the page only.
+
+    Not a GROUP BY: what a month owes depends on the profile and reduction in force that month, and the order
+    needs each member's longest run of unpaid months."""
     members = (select(Person.id).join(Organization, Organization.id == Person.org_id)
                .where(in_subtree(Organization.path, actor.org_path), Person.member_status != MemberStatus.none,
                       col(Person.id).in_(select(DuesProfile.person_id))))
@@ -467,55 +471,129 @@ def arrears(session: Session, actor: Actor, *, org_id: int | None, subtree: bool
         path = require_org_in_scope(session, actor, org_id)
         members = members.where(in_subtree(Organization.path, path)) if subtree else members.where(
             Person.org_id == org_id)
-    people = {r.id: (r.name, r.org_id) for r in session.execute(
-        select(Person.id, Person.name, Person.org_id).where(col(Person.id).in_(members)))}
-    dues = load_member_dues(session, members)
-    paid = paid_months(session, members, None, as_of)
+    if member_id is not None:
+        members = members.where(Person.id == member_id)
+    flag_at = threshold(session, DuesThresholdCode.arrears_flag_months, as_of)
+    reductions: dict[int, list[Any]] = defaultdict(list)
+    for r in session.execute(select(DuesReduction.person_id, DuesReduction.from_month, DuesReduction.to_month,
+                                    DuesReduction.monthly_due_fen, DuesReduction.approval_ref)
+                             .where(col(DuesReduction.person_id).in_(members),
+                                    DuesReduction.status == ReductionStatus.approved)
+                             .order_by(col(DuesReduction.id).desc())):
+        reductions[r.person_id].append(r)
+    # Core rows straight from the connection (no ORM row processing); months as integers year * 12 + month - 1.
+    conn = session.connection()
+    stream = {"yield_per": _STREAM}  # per statement: a server-side cursor on PostgreSQL
+    people = conn.execute(
+        select(Person.id, Person.joined_party_on, Person.status, Person.left_on).where(col(Person.id).in_(members))
+        .order_by(Person.id).execution_options(**stream))
+    profiles = _Grouped(conn.execute(
+        select(DuesProfile.person_id, DuesProfile.effective_from, DuesProfile.monthly_due_fen, DuesProfile.basis)
+        .where(col(DuesProfile.person_id).in_(members))
+        .order_by(DuesProfile.person_id, DuesProfile.effective_from, DuesProfile.id).execution_options(**stream)))
+    paid = _Grouped(conn.execute(  # one row per member: the paid months' indexes as text
+        select(DuesPaymentMonth.person_id, joined_text(_month_index(DuesPaymentMonth.month)))
+        .where(col(DuesPaymentMonth.person_id).in_(members), DuesPaymentMonth.month <= as_of)
+        .group_by(DuesPaymentMonth.person_id).order_by(DuesPaymentMonth.person_id).execution_options(**stream)))
+    keys: list[tuple[bool, int, int, int, int, dt.date, dt.date]] = []
+    last_index = _index(as_of)
+    for person in people:
+        left = person.left_on if person.status != PersonStatus.active else None
+        mine = {int(m) for r in paid.take(person.id) for m in r[1].split(",")}
+        member_profiles = profiles.take(person.id)
+        if not member_profiles:
+            continue
+        start = member_profiles[0].effective_from
+        if person.joined_party_on is not None:
+            start = max(start, person.joined_party_on.replace(day=1))
+        member_reductions = reductions.get(person.id)
+        md = MemberDues(person.id, person.joined_party_on, left, member_profiles, member_reductions or [])
+        # Without reductions a month owes the profile in force, up to leaving; with them, MemberDues.due decides.
+        changes = [(_index(p.effective_from), p.monthly_due_fen) for p in member_profiles]
+        end = min(last_index, _index(left)) if left is not None and not member_reductions else last_index
+        run = best = n_unpaid = owed = 0
+        first = last = -1
+        k, due = 0, 0
+        for m in range(_index(start), end + 1):
+            if member_reductions:
+                due = md.due(_month_of(m))[0] or 0
+            else:
+                while k < len(changes) and changes[k][0] <= m:
+                    due = changes[k][1]
+                    k += 1
+            if due and m not in mine:
+                n_unpaid += 1
+                owed += due
+                if first < 0:
+                    first = m
+                last = m
+                run += 1
+                best = max(best, run)
+            else:
+                run = 0
+        if not n_unpaid or (flagged_only and best < flag_at):
+            continue
+        keys.append((best < flag_at, -best, person.id, n_unpaid, owed, _month_of(first), _month_of(last)))
+    keys.sort(key=lambda k: k[:3])
+    window = keys[offset:] if limit is None else keys[offset:offset + limit]
+    ids = [k[2] for k in window]
+    names = {r.id: (r.name, r.org_id) for r in session.execute(
+        select(Person.id, Person.name, Person.org_id).where(col(Person.id).in_(ids)))}
     decisions: dict[int, DuesArrearsDecision] = {}
-    for d in session.scalars(select(DuesArrearsDecision).where(col(DuesArrearsDecision.person_id).in_(members))
+    for d in session.scalars(select(DuesArrearsDecision).where(col(DuesArrearsDecision.person_id).in_(ids))
                              .order_by(DuesArrearsDecision.decided_on, DuesArrearsDecision.id)):
         decisions[d.person_id] = d
-    flag_at = threshold(session, DuesThresholdCode.arrears_flag_months, as_of)
     out = []
-    for pid, md in dues.items():
-        if not md.profiles:
-            continue
-        start = md.profiles[0].effective_from
-        if md.joined is not None:
-            start = max(start, md.joined.replace(day=1))
-        months = months_between(start, as_of) if start <= as_of else []
-        unpaid_flags: list[bool] = []
-        unpaid: list[tuple[dt.date, int]] = []
-        mine = paid.get(pid, {})
-        for m in months:
-            due, _ = md.due(m)
-            missing = bool(due) and m not in mine
-            unpaid_flags.append(missing)
-            if missing:
-                assert due is not None
-                unpaid.append((m, due))
-        if not unpaid:
-            continue
-        run = _longest_run(unpaid_flags)
-        name, org = people[pid]
+    for not_flagged, neg_run, pid, n_unpaid, owed, first_unpaid, last_unpaid in window:
+        name, org = names[pid]
         decision = decisions.get(pid)
-        row = ArrearsRow(member_id=pid, member_name=name, org_id=org, unpaid_months=len(unpaid),
-                         owed=from_fen(sum(d for _, d in unpaid)), first_unpaid=unpaid[0][0],
-                         last_unpaid=unpaid[-1][0], consecutive_unpaid=run, flagged=run >= flag_at,
-                         last_decision=decision.decision if decision else None,
-                         last_decision_on=decision.decided_on if decision else None)
-        if row.flagged or not flagged_only:
-            out.append(row)
-    out.sort(key=lambda r: (not r.flagged, -r.consecutive_unpaid, r.member_id))
-    return out
+        out.append(ArrearsRow(member_id=pid, member_name=name, org_id=org, unpaid_months=n_unpaid,
+                              owed=from_fen(owed), first_unpaid=first_unpaid, last_unpaid=last_unpaid,
+                              consecutive_unpaid=-neg_run,
+                              flagged=not not_flagged, last_decision=decision.decision if decision else None,
+                              last_decision_on=decision.decided_on if decision else None))
+    return out, len(keys)
+
+
+def _index(month: dt.date) -> int:
+    return month.year * 12 + month.month - 1
+
+
+def _month_of(index: int) -> dt.date:
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def _month_index(column: Any) -> Any:
+    return cast(extract("year", column), Integer) * 12 + cast(extract("month", column), Integer) - 1
+
+
+class _Grouped:
+    """Rows of a stream ordered by its first column (a member id), taken member by member in that order."""
+
+    def __init__(self, rows: Any) -> None:
+        self._rows = iter(rows)
+        self._next: Any = next(self._rows, None)
+
+    def take(self, person_id: int) -> list[Any]:
+        out = []
+        while self._next is not None and self._next[0] <= person_id:
+            if self._next[0] == person_id:
+                out.append(self._next)
+            self._next = next(self._rows, None)
+        return out
+
+
+def arrears(session: Session, actor: Actor, *, org_id: int | None, subtree: bool, as_of: dt.date,
+            flagged_only: bool = False) -> list[ArrearsRow]:
+    """Every row of arrears_page (for callers that need them all, e.g. the demo and a decision on one member)."""
+    return arrears_page(session, actor, org_id=org_id, subtree=subtree, as_of=as_of, flagged_only=flagged_only)[0]
 
 
 def record_decision(session: Session, actor: Actor, data: ArrearsDecisionCreate) -> DuesArrearsDecision:
     """The branch's decision about a member in arrears, with the run of unpaid months it was made on."""
     person, _ = get_member(session, actor, data.member_id)
     as_of = data.decided_on.replace(day=1)
-    rows = [r for r in arrears(session, actor, org_id=person.org_id, subtree=False, as_of=as_of)
-            if r.member_id == person.id]
+    rows, _ = arrears_page(session, actor, org_id=person.org_id, subtree=False, as_of=as_of, member_id=person.id)
     if not rows:
         raise conflict("no_arrears", f"Member {person.id} has no unpaid months up to {month_str(as_of)}.")
     d = DuesArrearsDecision(person_id=person.id, org_id=person.org_id, consecutive_months=rows[0].consecutive_unpaid,
