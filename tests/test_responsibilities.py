@@ -798,6 +798,39 @@ def test_list_endpoints_issue_a_fixed_number_of_queries(path: str, client: TestC
     assert counts[0] == counts[1], counts
 
 
+@pytest.mark.parametrize("path", [f"{PROBLEMS}/summary", f"{LETTERS}/summary", f"{LISTS}/quarterly-review"])
+@pytest.mark.parametrize("shape", [{"rollup": "true"}, {"subtree": "true"}, {}])
+def test_summaries_issue_a_fixed_number_of_statements(path: str, shape: dict, client: TestClient, world: World,
+                                                      db: Session) -> None:
+    """Grouped in the database: more organisations and more records below cost no more statements, and a
+    rollup answers one row per direct child (plus the organisation's own) however deep the tree."""
+    params = {"year": 2019, "quarter": 4, **shape}
+    h = world.auth("city")
+
+    def summary() -> tuple[Any, int]:
+        with count_statements(db) as seen:
+            r = client.get(path, params=params, headers=h)
+        assert r.status_code == 200, r.text
+        return r.json(), len(seen)
+
+    _, few = summary()
+    for i in range(4):
+        village = make_org(db, world.t1, level="village", domain="rural", name=f"新村{i}", code=f"51010100199{i}")
+        _problem(client, world, village, who="city")
+        _problem(client, world, world.v1)
+        _letter(client, world, village, year=2019, items=[_item(due_date="2019-06-30")])
+    _issued(client, world, [_task(deadline="2019-10-28")], month="2019-10")
+    body, many = summary()
+    assert many == few, (few, many)
+    if shape:
+        rows = body["rows"] if isinstance(body, dict) else body
+        ids = {row["org_id"] for row in rows}
+        if "rollup" in shape:
+            assert ids <= {world.city.id, world.t1.id, world.t2.id}
+        else:
+            assert world.v1.id in ids
+
+
 def test_csv_export_of_problems(client: TestClient, world: World) -> None:
     _problem(client, world, world.v1, description="=cmd|' /C calc'!A0")
     r = client.get(PROBLEMS, headers={**world.auth("auditor"), "Accept": "text/csv"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pydantic import field_validator, model_validator
-from sqlalchemy import CheckConstraint
+from sqlalchemy import CheckConstraint, Index
 from sqlmodel import Field, SQLModel
 
 from app.core.enums import LabeledEnum
@@ -99,6 +99,8 @@ def validate_phone(value: str) -> str:
 
 class Person(SQLModel, table=True):
     __tablename__ = "person"
+    # Covers counting the members on the roll of a subtree (posts summary) without reading the rows.
+    __table_args__ = (Index("ix_person_roll", "status", "member_status", "org_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     org_id: int = Field(foreign_key="organization.id", index=True)
@@ -220,6 +222,8 @@ class Position(SQLModel, table=True):
     __tablename__ = "position"
     __table_args__ = (
         CheckConstraint("ended_on IS NULL OR ended_on >= started_on", name="ended_after_started"),
+        # Covers "who holds some position on a date" as one set (posts summary).
+        Index("ix_position_span", "started_on", "ended_on", "person_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

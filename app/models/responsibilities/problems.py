@@ -52,6 +52,9 @@ class Problem(SQLModel, table=True):
             "(status = 'verified') = (verified_at IS NOT NULL)", name="verified_has_timestamp"
         ),
         Index("ix_problem_link", "link_entity", "link_id"),
+        # Covers the summary (issue 8): a year's problems grouped by organisation and status without the table.
+        Index("ix_problem_summary", "year", "org_id", "status", "deadline", "escalated_at", "created_at",
+              "verified_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

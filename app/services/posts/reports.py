@@ -6,7 +6,7 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -32,7 +32,7 @@ from app.models.posts import (
 )
 from app.services.posts import rules
 from app.services.posts.assignments import get_assignment
-from app.services.posts.rules import MEMBER_STATUSES, holds_office_clause, org_filter
+from app.services.posts.rules import MEMBER_STATUSES, office_holders, org_filter
 
 # ---------------------------------------------------------------------------
 # Performance log
@@ -109,10 +109,9 @@ def summary(session: Session, actor: Actor, *, year: int, org_id: int | None, su
     orgs = subtree_org_ids(path) if subtree else select(Organization.id).where(Organization.id == root_id)
     as_of = dt.date(year, 12, 31)
 
-    held_in_year = exists().where(
-        PostAssignment.person_id == Person.id, PostAssignment.year == year, col(PostAssignment.status).in_(HELD)
-    )
-    without_office = ~holds_office_clause(Person.id, as_of)
+    held_in_year = col(Person.id).in_(select(PostAssignment.person_id).where(
+        PostAssignment.year == year, col(PostAssignment.status).in_(HELD)))
+    without_office = col(Person.id).not_in(office_holders(as_of))
     members = session.execute(  # 2
         select(
             func.count(),

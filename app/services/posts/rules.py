@@ -108,6 +108,13 @@ def holds_office_clause(person_id_col: Any, on: dt.date) -> Any:
     )
 
 
+def office_holders(on: dt.date) -> Any:
+    """SQL: the ids of the people holding some position on `on` (uncorrelated: the database builds the set once,
+    where holds_office_clause probes positions once per person)."""
+    return select(Position.person_id).where(
+        Position.started_on <= on, or_(col(Position.ended_on).is_(None), col(Position.ended_on) >= on))
+
+
 def eligibility_problems(session: Session, post: DutyPost, person: Person, on: dt.date) -> list[str]:
     """Why `person` cannot hold `post` on `on` (empty when they can)."""
     reasons: list[str] = []
