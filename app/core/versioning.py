@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Response
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.core.errors import ProblemError
+from app.core.errors import ProblemError, conflict
 
 
 def etag_for(version: int) -> str:
@@ -57,6 +58,23 @@ def versioned_update(session: Session, obj: Any, expected_version: int, changes:
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise _stale(None)
     session.refresh(obj)
+
+
+def transition_update(session: Session, obj: Any, changes: dict[str, Any], recheck: Callable[[Any], None]) -> None:
+    """Apply a state change the client did not make conditional (no If-Match) to the version read here.
+
+    When a concurrent writer committed first (PostgreSQL: both read the same version and the conditional UPDATE
+    lets one through), the record is read again and `recheck` raises the 409 its new state calls for: the answer
+    this request would have had, had it come second. A 412 would ask a client that sent no If-Match for another.
+    """
+    try:
+        versioned_update(session, obj, obj.version, changes)
+    except ProblemError as exc:
+        if exc.status != 412:
+            raise
+        session.refresh(obj)
+        recheck(obj)
+        raise conflict("conflict", "The record was changed by a concurrent request; fetch it again.") from None
 
 
 def _stale(current: int | None) -> ProblemError:

@@ -18,7 +18,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgStatus
 from app.models.people import Person
 from app.models.responsibilities.problems import (
@@ -220,10 +220,14 @@ def _transition(
     session: Session, actor: Actor, problem: Problem, *, action: str, allowed: tuple[ProblemStatus, ...],
     verb: str, changes: dict[str, Any], extra: dict[str, Any] | None = None,
 ) -> Problem:
-    if problem.status not in allowed:
-        raise _status_conflict(problem, verb, allowed)
+    def still_allowed(current: Problem) -> None:
+        if current.status not in allowed:
+            raise _status_conflict(current, verb, allowed)
+
+    still_allowed(problem)
     before = audit.snapshot(problem)
-    versioned_update(session, problem, problem.version, changes)
+    # A concurrent verifier or rejecter that committed first makes this one a 409, as if it had come second.
+    transition_update(session, problem, changes, still_allowed)
     b, a = audit.changed(before, audit.snapshot(problem))
     audit.record(session, actor=actor, action=f"problem.{action}", entity=ENTITY, entity_id=problem.id,
                  org_id=problem.org_id, before=b, after={**a, **(extra or {})})

@@ -22,7 +22,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.standards import (
     Aspect,
@@ -296,7 +296,7 @@ def submit(session: Session, actor: Actor, a: StandardAudit, org: Organization) 
     missing = [i.code for i in items if i.id not in scores]
     if missing:
         raise conflict("scores_incomplete", f"Score every item before submitting; missing: {', '.join(missing)}.")
-    versioned_update(session, a, a.version, {"status": AuditStatus.submitted, "submitted_at": utcnow()})
+    transition_update(session, a, {"status": AuditStatus.submitted, "submitted_at": utcnow()}, _require_draft)
     audit.record(session, actor=actor, action="standard_audit.submit", entity="standard_audit", entity_id=a.id,
                  org_id=a.org_id, before={"status": "draft"}, after={"status": "submitted"})
     return a
@@ -305,21 +305,24 @@ def submit(session: Session, actor: Actor, a: StandardAudit, org: Organization) 
 def return_to_draft(session: Session, actor: Actor, a: StandardAudit, org: Organization) -> StandardAudit:
     """The level above sends a submitted audit back for correction."""
     require_level_above(actor, org.path, "return its audit")
-    if a.status != AuditStatus.submitted:
-        raise conflict("audit_finalized" if a.status == AuditStatus.finalized else "audit_not_submitted",
-                       f"Audit {a.id} is {a.status}; only a submitted audit goes back to draft.")
-    versioned_update(session, a, a.version, {"status": AuditStatus.draft, "submitted_at": None})
+    _require_submitted(a, "goes back to draft")
+    transition_update(session, a, {"status": AuditStatus.draft, "submitted_at": None},
+                      lambda current: _require_submitted(current, "goes back to draft"))
     audit.record(session, actor=actor, action="standard_audit.return", entity="standard_audit", entity_id=a.id,
                  org_id=a.org_id, before={"status": "submitted"}, after={"status": "draft"})
     return a
 
 
+def _require_submitted(a: StandardAudit, outcome: str) -> None:
+    if a.status != AuditStatus.submitted:
+        raise conflict("audit_finalized" if a.status == AuditStatus.finalized else "audit_not_submitted",
+                       f"Audit {a.id} is {a.status}; only a submitted audit {outcome}.")
+
+
 def finalize(session: Session, actor: Actor, a: StandardAudit, org: Organization) -> StandardAudit:
     """Submitted → finalized by the level above; a backward review lands its weak aspects on the problem list."""
     require_level_above(actor, org.path, "finalise its audit")
-    if a.status != AuditStatus.submitted:
-        raise conflict("audit_finalized" if a.status == AuditStatus.finalized else "audit_not_submitted",
-                       f"Audit {a.id} is {a.status}; only a submitted audit can be finalised.")
+    _require_submitted(a, "can be finalised")
     if a.kind == AuditKind.review:
         done = _finalized_review(session, a.org_id, a.set_id, a.period, exclude_id=a.id)
         if done is not None:
@@ -331,7 +334,8 @@ def finalize(session: Session, actor: Actor, a: StandardAudit, org: Organization
     scores = _scores(session, a.id)
     changes = {**_totals(items, scores, std), "status": AuditStatus.finalized, "finalized_at": utcnow(),
                "finalized_by": actor.user_id}
-    versioned_update(session, a, a.version, changes)
+    # A concurrent finaliser (or a return to draft) that committed first makes this one a 409.
+    transition_update(session, a, changes, lambda current: _require_submitted(current, "can be finalised"))
     audit.record(session, actor=actor, action="standard_audit.finalize", entity="standard_audit", entity_id=a.id,
                  org_id=a.org_id, before={"status": "submitted"},
                  after={"status": "finalized", "score_total": a.score_total, "score_max": a.score_max,
