@@ -108,3 +108,12 @@ def client(db: Session) -> Iterator[TestClient]:
 @pytest.fixture
 def app_client(db: Session) -> TestClient:
     return TestClient(__import__("app.main", fromlist=["app"]).app, raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of the seeded service running under uvicorn (tests/live_service.py), shared by the session."""
+    from tests.live_service import running_service
+
+    with running_service(tmp_path_factory.mktemp("live-service")) as base:
+        yield base

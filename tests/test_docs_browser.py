@@ -13,10 +13,7 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.live_service import DEMO_PASSWORD, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-DEMO_USER, DEMO_PASSWORD = "city_admin", "kangding-demo-2019"  # app/demo/platform.py
+DEMO_USER = "city_admin"  # app/demo/platform.py
 
 pytestmark = pytest.mark.skipif(
     not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)),
@@ -36,55 +35,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as exc:  # not up yet
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The service under uvicorn on a free loopback port, on a scratch SQLite database with the demo seed."""
-    tmp = tmp_path_factory.mktemp("docs-browser")
-    env = {k: v for k, v in os.environ.items() if k not in ("DEMO_PASSWORD", "TEST_DATABASE_URL")}
-    env.update(DATABASE_URL=f"sqlite:///{tmp / 'demo.db'}", DOCS_ENABLED="true", LOG_LEVEL="WARNING",
-               ENVIRONMENT="test", SECRET_KEY=os.environ.get("SECRET_KEY", "browser-test-secret-key-0123456789abcdef"))
-    for step in (["migrate"], ["seed-demo"]):
-        done = subprocess.run([sys.executable, "-m", "app", *step], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=600, check=False)
-        assert done.returncode == 0, f"{step}: {done.stderr[-2000:]}"
-    port = _free_port()
-    log = open(tmp / "uvicorn.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until(lambda: proc.poll() is None and httpx.get(f"{base}/healthz", timeout=2).status_code == 200,
-                    60, "the service")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+def service(live_service: str) -> str:
+    """The seeded service under uvicorn on a free loopback port (tests/live_service.py, shared by the session)."""
+    return live_service
 
 
 class DevTools:
@@ -116,7 +70,7 @@ class DevTools:
         return result["result"].get("value")
 
     def wait(self, expression: str, what: str, timeout: float = 30) -> Any:
-        return _wait_until(lambda: self.js(expression), timeout, what)
+        return wait_until(lambda: self.js(expression), timeout, what)
 
     def click(self, selector: str, what: str) -> None:
         self.wait(f"!!document.querySelector({json.dumps(selector)})", what)
@@ -160,7 +114,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         port_file = profile / "DevToolsActivePort"
-        _wait_until(lambda: port_file.is_file() and port_file.read_text().strip(), 60, "Chromium's DevTools port")
+        wait_until(lambda: port_file.is_file() and port_file.read_text().strip(), 60, "Chromium's DevTools port")
         yield f"http://127.0.0.1:{port_file.read_text().split()[0]}"
     finally:
         proc.terminate()
