@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.context import request_id_var
-from app.core.db import utcnow
+from app.core.db import READ_ONLY, session_scope, utcnow
 from app.core.scope import Actor
 from app.models.audit import AuditChainHead, AuditLog
 
@@ -81,7 +81,14 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditLog:
-    """Append one audit row. Call after the change is flushed, in the same session."""
+    """Append one audit row. Call after the change is flushed, in the same session.
+
+    In a read-only snapshot (a streamed export, app.core.db.read_snapshot) the row commits in a short
+    transaction of its own before this returns, so it is written before the data it records is sent."""
+    if session.info.get(READ_ONLY):
+        with session_scope() as own:
+            return record(own, actor=actor, action=action, entity=entity, entity_id=entity_id, org_id=org_id,
+                          before=before, after=after)
     # populate_existing: a head object cached by this session from an earlier transaction is stale.
     head = session.scalar(
         select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()

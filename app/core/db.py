@@ -129,6 +129,38 @@ def new_session(*, write: bool = False) -> Session:
     return session
 
 
+# session.info key of a session that must not write (see read_snapshot).
+READ_ONLY = "read_only"
+
+
+@contextmanager
+def read_snapshot() -> Iterator[Session]:
+    """A read-only unit of work whose statements all see one snapshot of the database.
+
+    For work that outlives its request's session, like a streamed export: the request's session commits and
+    closes before the first byte of the body is sent, so the body reads through a session of its own.
+    PostgreSQL: REPEATABLE READ, READ ONLY (one snapshot for every statement, writes refused by the server).
+    SQLite (WAL): a deferred read transaction sees the snapshot of its first read until it ends, and never
+    blocks writers. Writes are refused in the session itself (`before_flush`); audit rows are written by
+    app.core.audit in a short transaction of their own."""
+    session = new_session()
+    session.info[READ_ONLY] = True
+    try:
+        # Tests bind the factory to one connection already in a transaction: its isolation is the test's.
+        if isinstance(session.get_bind(), Engine) and session.get_bind().dialect.name == "postgresql":
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
+        yield session
+        session.commit()  # nothing to write: ends the read transaction
+    finally:
+        session.close()
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_read_only_writes(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise RuntimeError("a read-only snapshot session cannot write")
+
+
 @contextmanager
 def session_scope(*, write: bool = True) -> Iterator[Session]:
     """A unit of work outside HTTP (CLI, seeding): commit on success, roll back on error."""

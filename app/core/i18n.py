@@ -20,37 +20,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.core import accept
+
 Language = Literal["zh", "en"]
 DEFAULT_LANGUAGE: Language = "en"
 CONTENT_LANGUAGE: dict[Language, str] = {"zh": "zh-CN", "en": "en"}
 
-_MAX_HEADER = 1000
-_MAX_RANGES = 32
 _TAG = re.compile(r"\*|[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 
 
 def parse_accept_language(header: str | None) -> list[tuple[str, float]]:
     """Language ranges with their q-values, best first (ties keep the header's order); unreadable ranges dropped."""
-    if not header:
-        return []
-    ranges: list[tuple[float, int, str]] = []
-    for index, part in enumerate(header[:_MAX_HEADER].split(",")[:_MAX_RANGES]):
-        tag, *params = (p.strip() for p in part.split(";"))
-        if not _TAG.fullmatch(tag):
-            continue
-        q = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value.strip())
-                except ValueError:
-                    q = -1.0
-        if not 0.0 <= q <= 1.0:  # also rejects nan
-            continue
-        ranges.append((q, index, tag.lower()))
-    ranges.sort(key=lambda r: (-r[0], r[1]))
-    return [(tag, q) for q, _, tag in ranges]
+    return accept.ranges(header, _TAG)
 
 
 def preferred_language(header: str | None) -> Language:

@@ -76,7 +76,8 @@ def list_people(
     filters = service.PersonFilters(org_id=org_id, subtree=subtree, member_status=member_status, status=status,
                                     gender=gender, q=q, has_position=has_position, title=title, on=_day(on, "on"))
     items, total = service.list_page(session, actor, filters, page)
-    return respond(request, PersonPublic, service.present(session, actor, items), total, page, filename="people")
+    return respond(request, PersonPublic, items, total, page, filename="people", session=session,
+                   present=lambda s, rows: service.present(s, actor, rows))
 
 
 @people.post(
@@ -171,7 +172,7 @@ def list_positions(
     filters = service.PositionFilters(person_id=person_id, org_id=org_id, subtree=subtree, title=title,
                                       active_on=_day(active_on, "active_on") if active_on is not None else None)
     items, total = service.list_positions(session, actor, filters, page)
-    return respond(request, PositionPublic, service.positions_public(session, items), total, page,
+    return respond(request, PositionPublic, items, total, page, session=session, present=service.positions_public,
                    filename="positions")
 
 

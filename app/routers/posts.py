@@ -156,7 +156,7 @@ def list_assignments(
     f = service.AssignmentFilters(year=year, post_id=post_id, person_id=person_id, status=status, route=route,
                                   review_grade=review_grade, org_id=org_id, subtree=subtree)
     items, total = service.list_assignments(session, actor, f, page)
-    return respond(request, AssignmentPublic, service.assignment_public(session, items), total, page,
+    return respond(request, AssignmentPublic, items, total, page, session=session, present=service.assignment_public,
                    filename="post-assignments")
 
 
@@ -264,7 +264,8 @@ def list_logs(
     f = service.LogFilters(assignment_id=assignment_id, person_id=person_id, date_from=date_from, date_to=date_to,
                            org_id=org_id, subtree=subtree)
     items, total = service.list_logs(session, actor, f, page)
-    return respond(request, PostLogPublic, [PostLogPublic.of(i) for i in items], total, page,
+    return respond(request, PostLogPublic, items, total, page, session=session,
+                   present=lambda _s, rows: [PostLogPublic.of(i) for i in rows],
                    filename="post-logs")
 
 

@@ -22,7 +22,7 @@ from sqlmodel import col
 
 from app.core import audit
 from app.core.errors import conflict, invalid, not_found
-from app.core.pagination import PageParams, order_by
+from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, subtree_org_ids, within
 from app.models.frontline import (
     DutyMember,
@@ -346,11 +346,12 @@ def list_groups(session: Session, actor: Actor, params: PageParams, *, org_id: i
         region: Any = subtree_org_ids(path) if subtree else select(literal(org_id))
         paired = select(FrontlineGroupVillage.group_id).where(col(FrontlineGroupVillage.village_id).in_(region))
         stmt = stmt.where(or_(col(FrontlineGroup.org_id).in_(region), col(FrontlineGroup.id).in_(paired)))
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = list(session.scalars(order_by(stmt, params.sort, GROUP_SORTABLE, [FrontlineGroup.org_id],
-                                         FrontlineGroup.id).limit(params.limit).offset(params.offset)))
-    return [GroupPublic.model_validate(g.model_dump(exclude={"members"})) for g in groups_public(session, rows)], \
-        total
+    return fetch_page(session, stmt, params, allowed=GROUP_SORTABLE, default=[FrontlineGroup.org_id],
+                      tiebreak=FrontlineGroup.id, present=_groups_listed)
+
+
+def _groups_listed(session: Session, rows: list[FrontlineGroup]) -> list[GroupPublic]:
+    return [GroupPublic.model_validate(g.model_dump(exclude={"members"})) for g in groups_public(session, rows)]
 
 
 def schedule(session: Session, actor: Actor, group_id: int, first: dt.date, months: int) -> GroupSchedule:
@@ -481,10 +482,8 @@ def list_visits(session: Session, actor: Actor, params: PageParams, *, group_id:
     period = _period(year, month)
     if period is not None:
         stmt = stmt.where(period)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = list(session.scalars(order_by(stmt, params.sort, VISIT_SORTABLE, [col(FrontlineVisit.visited_on).desc()],
-                                         FrontlineVisit.id).limit(params.limit).offset(params.offset)))
-    return visits_public(session, rows), total
+    return fetch_page(session, stmt, params, allowed=VISIT_SORTABLE, default=[col(FrontlineVisit.visited_on).desc()],
+                      tiebreak=FrontlineVisit.id, present=visits_public)
 
 
 def summary(session: Session, actor: Actor, *, year: int, month: int | None, group_id: int | None,

@@ -23,7 +23,7 @@ from sqlmodel import col
 
 from app.core import audit
 from app.core.errors import conflict, invalid, not_found
-from app.core.pagination import PageParams, fetch_page, order_by
+from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, subtree_org_ids, within
 from app.core.versioning import versioned_update
 from app.models.funds.budgets import BudgetCategory, BudgetLine, Disbursement
@@ -279,10 +279,8 @@ def list_classes(
     if role is not None:
         stmt = stmt.where(col(TrainingClass.id).in_(
             select(TrainingClassRole.class_id).where(TrainingClassRole.role == role)))
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    ordered = order_by(stmt, params.sort, CLASS_SORTABLE, [col(TrainingClass.starts_on).desc()], TrainingClass.id)
-    rows = [(c, n) for c, n in session.execute(ordered.limit(params.limit).offset(params.offset))]
-    return classes_public(session, rows), total
+    return fetch_page(session, stmt, params, allowed=CLASS_SORTABLE, default=[col(TrainingClass.starts_on).desc()],
+                      tiebreak=TrainingClass.id, rows=True, present=classes_public)
 
 
 # ---------------------------------------------------------------- enrolment and attendance
@@ -334,9 +332,8 @@ def list_enrolments(session: Session, actor: Actor, cls: TrainingClass, params: 
     if attended is not None:
         hours = col(TrainingEnrolment.attended_hours)
         stmt = stmt.where(hours > 0 if attended else or_(hours.is_(None), hours == 0))
-    rows, total = fetch_page(session, stmt, params, allowed=ENROLMENT_SORTABLE, default=[],
-                             tiebreak=TrainingEnrolment.id)
-    return enrolments_public(session, rows), total
+    return fetch_page(session, stmt, params, allowed=ENROLMENT_SORTABLE, default=[], tiebreak=TrainingEnrolment.id,
+                      present=enrolments_public)
 
 
 def record_attendance(session: Session, actor: Actor, enrolment_id: int, hours: int) -> TrainingEnrolment:
@@ -500,10 +497,9 @@ def list_schools(session: Session, actor: Actor, params: PageParams, *, kind: st
         stmt = stmt.where(School.kind == kind)
     if status is not None:
         stmt = stmt.where(School.status == status)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    ordered = order_by(stmt, params.sort, SCHOOL_SORTABLE, [School.org_id], School.id)
-    rows = session.execute(ordered.limit(params.limit).offset(params.offset)).all()
-    return [SchoolPublic.model_validate(s, update={"org_name": n}) for s, n in rows], total
+    return fetch_page(session, stmt, params, allowed=SCHOOL_SORTABLE, default=[School.org_id], tiebreak=School.id,
+                      rows=True, present=lambda _s, rows: [
+                          SchoolPublic.model_validate(s, update={"org_name": n}) for s, n in rows])
 
 
 def add_session(session: Session, actor: Actor, school_id: int, data: SchoolSessionCreate) -> SchoolSession:
@@ -539,9 +535,8 @@ def list_sessions(session: Session, actor: Actor, school_id: int, params: PagePa
         stmt = stmt.where(SchoolSession.held_on >= dt.date(year, 1, 1), SchoolSession.held_on <= dt.date(year, 12, 31))
     elif month is not None:
         raise invalid(["query", "month"], "month goes with year")
-    rows, total = fetch_page(session, stmt, params, allowed=SESSION_SORTABLE, default=[SchoolSession.held_on],
-                             tiebreak=SchoolSession.id)
-    return [SchoolSessionPublic.model_validate(r) for r in rows], total
+    return fetch_page(session, stmt, params, allowed=SESSION_SORTABLE, default=[SchoolSession.held_on],
+                      tiebreak=SchoolSession.id)
 
 
 def compliance(session: Session, actor: Actor, *, year: int, month: int, org_id: int | None,

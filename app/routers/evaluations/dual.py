@@ -39,7 +39,7 @@ def list_evaluations(
     """Sortable by id, year, status, final_score, grade, created_at."""
     f = service.Filters(year=year, status=status, grade=grade, person_id=person_id, org_id=org_id, subtree=subtree)
     items, total = service.list_page(session, actor, f, page)
-    return respond(request, DualEvaluationPublic, service.publics(session, items), total, page,
+    return respond(request, DualEvaluationPublic, items, total, page, session=session, present=service.publics,
                    filename="dual-evaluations")
 
 

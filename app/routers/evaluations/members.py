@@ -55,8 +55,8 @@ def list_sessions(
     """Sortable by id, year, held_on, created_at."""
     items, total = service.list_sessions(
         session, actor, service.SessionFilters(year=year, status=status, org_id=org_id, subtree=subtree), page)
-    return respond(request, DemocraticEvaluationPublic, service.session_publics(session, items), total, page,
-                   filename="democratic-evaluations")
+    return respond(request, DemocraticEvaluationPublic, items, total, page, session=session,
+                   present=service.session_publics, filename="democratic-evaluations")
 
 
 def _session(session: Session, ev: Any, response: Response) -> DemocraticEvaluationPublic:
@@ -124,7 +124,7 @@ def list_entries(
     f = service.EntryFilters(evaluation_id=evaluation_id, person_id=person_id, rating=rating, year=year,
                              org_id=org_id, subtree=subtree)
     items, total = service.list_entries(session, actor, f, page)
-    return respond(request, EntryPublic, service.entry_publics(session, items), total, page,
+    return respond(request, EntryPublic, items, total, page, session=session, present=service.entry_publics,
                    filename="democratic-evaluation-entries")
 
 
@@ -168,7 +168,7 @@ def list_cases(
     f = service.CaseFilters(year=year, status=status, measure=measure, person_id=person_id, org_id=org_id,
                             subtree=subtree)
     items, total = service.list_cases(session, actor, f, page)
-    return respond(request, DisposalCasePublic, service.case_publics(session, items), total, page,
+    return respond(request, DisposalCasePublic, items, total, page, session=session, present=service.case_publics,
                    filename="disposal-cases")
 
 
@@ -250,7 +250,7 @@ def list_reserve(
     """Sortable by id, added_on, status."""
     f = service.ReserveFilters(status=status, person_id=person_id, org_id=org_id, subtree=subtree)
     items, total = service.list_reserve(session, actor, f, page)
-    return respond(request, ReserveCadrePublic, service.reserve_publics(session, items), total, page,
+    return respond(request, ReserveCadrePublic, items, total, page, session=session, present=service.reserve_publics,
                    filename="reserve-cadres")
 
 

@@ -37,7 +37,8 @@ def list_assessments(
     """Sortable by id, year, quarter, score."""
     f = service.AssessmentFilters(year=year, quarter=quarter, person_id=person_id, org_id=org_id, subtree=subtree)
     items, total = service.list_assessments(session, actor, f, page)
-    return respond(request, AssessmentPublic, [service.assessment_public(a) for a in items], total, page,
+    return respond(request, AssessmentPublic, items, total, page, session=session,
+                   present=lambda _s, rows: [service.assessment_public(a) for a in rows],
                    filename="secretary-assessments")
 
 
@@ -90,7 +91,7 @@ def list_appraisals(
     """Sortable by id, year, year_score, grade, appraised_on."""
     f = service.AppraisalFilters(year=year, grade=grade, person_id=person_id, org_id=org_id, subtree=subtree)
     items, total = service.list_appraisals(session, actor, f, page)
-    return respond(request, AppraisalPublic, service.appraisal_publics(session, items), total, page,
+    return respond(request, AppraisalPublic, items, total, page, session=session, present=service.appraisal_publics,
                    filename="debriefing-appraisals")
 
 

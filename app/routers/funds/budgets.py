@@ -9,7 +9,15 @@ from fastapi import APIRouter, Query, Request, Response
 from app.core import idempotency
 from app.core.errors import problem_responses
 from app.core.idempotency import IdempotencyDep
-from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, csv_response, respond, wants_csv
+from app.core.pagination import (
+    CSV_MEDIA_TYPE,
+    CSV_RESPONSE_DOC,
+    XLSX_MEDIA_TYPE,
+    Page,
+    PageDep,
+    export_response,
+    respond,
+)
 from app.core.permissions import Permission
 from app.deps import FundsApprove, FundsManage, FundsRead, FundsRequest, ItemId, OptionalIdQuery, SessionDep
 from app.models.funds.budgets import (
@@ -52,9 +60,8 @@ def list_budget_lines(
     f = service.LineFilters(fiscal_year=fiscal_year, category=category, org_id=org_id, subtree=subtree,
                             parent_line_id=parent_line_id)
     items, total = service.list_lines(session, actor, f, page)
-    names = service.org_names(session, {i.org_id for i in items})
-    public = [service.line_public(i, names.get(i.org_id)) for i in items]
-    return respond(request, BudgetLinePublic, public, total, page, filename="budget-lines")
+    return respond(request, BudgetLinePublic, items, total, page, filename="budget-lines", session=session,
+                   present=service.lines_public)
 
 
 @lines.get("/{line_id}", response_model=BudgetLinePublic, operation_id="funds_budget_lines_get",
@@ -104,8 +111,8 @@ def list_allocations(
     """Sortable by id, amount, created_at."""
     items, total = service.list_allocations(session, actor, fiscal_year=fiscal_year, line_id=line_id, org_id=org_id,
                                             subtree=subtree, params=page)
-    return respond(request, AllocationPublic, [service.allocation_public(a) for a in items], total, page,
-                   filename="allocations")
+    return respond(request, AllocationPublic, items, total, page, filename="allocations", session=session,
+                   present=lambda _s, rows: [service.allocation_public(a) for a in rows])
 
 
 # --- disbursements -------------------------------------------------------------------------
@@ -122,9 +129,8 @@ def list_disbursements(
     f = service.DisbursementFilters(status=status, line_id=line_id, fiscal_year=fiscal_year, org_id=org_id,
                                     subtree=subtree)
     items, total = service.list_disbursements(session, actor, f, page)
-    reversals = service.reversals_for(session, [d.id for d in items if d.id is not None])
-    public = [service.disbursement_public(d, reversals.get(d.id)) for d in items]
-    return respond(request, DisbursementPublic, public, total, page, filename="disbursements")
+    return respond(request, DisbursementPublic, items, total, page, filename="disbursements", session=session,
+                   present=service.disbursements_public)
 
 
 @disbursements.get("/{disbursement_id}", response_model=DisbursementPublic, operation_id="funds_disbursements_get",
@@ -210,9 +216,11 @@ def reverse_disbursement(disbursement_id: ItemId, body: ReasonBody, session: Ses
 
 @reports.get("/execution", response_model=ExecutionReport, operation_id="funds_budget_execution",
              summary="Budget execution: an organisation's own lines, its children rolled up, per category",
-             responses={**READ_ERRORS, 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                                              "description": "The report; CSV rows (line, organization, category, "
-                                                             "total) when `Accept: text/csv`"}})
+             responses={**READ_ERRORS, 200: {
+                 "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}},
+                             XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                 "description": "The report; its rows (line, organization, category, total) as CSV with "
+                                f"`Accept: text/csv` or as a workbook with `Accept: {XLSX_MEDIA_TYPE}`"}})
 def budget_execution(
     request: Request, session: SessionDep, actor: FundsRead,
     year: Annotated[int, Query(ge=YEAR_MIN, le=YEAR_MAX, description="Fiscal year")],
@@ -225,8 +233,7 @@ def budget_execution(
     yuan once), approved, paid, committed, available and execution_rate = paid / net."""
     report = service.execution_report(session, actor, fiscal_year=year, org_id=org_id, subtree=subtree,
                                       category=category)
-    if wants_csv(request):
-        rows = [*report.lines, *report.by_organization, *report.by_category, report.total]
-        return csv_response((r.model_dump(mode="json") for r in rows), list(ExecutionRow.model_fields),
-                            f"budget-execution-{year}")
-    return report
+    rows = [*report.lines, *report.by_organization, *report.by_category, report.total]
+    exported = export_response(request, (r.model_dump(mode="json") for r in rows), list(ExecutionRow.model_fields),
+                               f"budget-execution-{year}")
+    return report if exported is None else exported

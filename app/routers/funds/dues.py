@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app.core import idempotency
 from app.core.errors import ProblemError, problem_responses
 from app.core.idempotency import IdempotencyDep
-from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, PageParams, respond
+from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.deps import DuesRead, DuesWrite, ItemId, OptionalIdQuery, SessionDep
 from app.models.common import MAX_ID
 from app.models.funds.common import YEAR_MAX, YEAR_MIN, parse_month
@@ -75,7 +75,8 @@ def list_profiles(
     """Sortable by id, effective_from."""
     items, total = service.list_profiles(session, actor, member_id=member_id, org_id=org_id, subtree=subtree,
                                          params=page)
-    return respond(request, DuesProfilePublic, [service.profile_public(p) for p in items], total, page,
+    return respond(request, DuesProfilePublic, items, total, page, session=session,
+                   present=lambda _s, rows: [service.profile_public(p) for p in rows],
                    filename="dues-profiles")
 
 
@@ -110,7 +111,8 @@ def list_reductions(
     """Sortable by id, from_month, status."""
     items, total = service.list_reductions(session, actor, member_id=member_id, status=status, org_id=org_id,
                                            subtree=subtree, params=page)
-    return respond(request, DuesReductionPublic, [service.reduction_public(r) for r in items], total, page,
+    return respond(request, DuesReductionPublic, items, total, page, session=session,
+                   present=lambda _s, rows: [service.reduction_public(r) for r in rows],
                    filename="dues-reductions")
 
 
@@ -140,7 +142,8 @@ def list_payments(
     """Sortable by id, paid_on, amount, month_from."""
     items, total = service.list_payments(session, actor, member_id=member_id, year=year,
                                          remit_to_centre=remit_to_centre, org_id=org_id, subtree=subtree, params=page)
-    return respond(request, DuesPaymentPublic, [service.payment_public(p) for p in items], total, page,
+    return respond(request, DuesPaymentPublic, items, total, page, session=session,
+                   present=lambda _s, rows: [service.payment_public(p) for p in rows],
                    filename="dues-payments")
 
 
@@ -174,8 +177,7 @@ def dues_arrears(
     window, total = service.arrears_page(session, actor, org_id=org_id, subtree=subtree, as_of=month,
                                          flagged_only=flagged, offset=page.offset,
                                          limit=None if getattr(page, "export", False) else page.limit)
-    return respond(request, ArrearsRow, window, total, PageParams(limit=page.limit, offset=page.offset, sort=None),
-                   filename="dues-arrears")
+    return respond(request, ArrearsRow, window, total, page, filename="dues-arrears")
 
 
 @router.post("/arrears-decisions", response_model=ArrearsDecisionPublic, status_code=201,
@@ -199,5 +201,6 @@ def list_decisions(
     """Sortable by id, decided_on."""
     items, total = service.list_decisions(session, actor, member_id=member_id, org_id=org_id, subtree=subtree,
                                           params=page)
-    return respond(request, ArrearsDecisionPublic, [service.decision_public(d) for d in items], total, page,
+    return respond(request, ArrearsDecisionPublic, items, total, page, session=session,
+                   present=lambda _s, rows: [service.decision_public(d) for d in rows],
                    filename="dues-arrears-decisions")

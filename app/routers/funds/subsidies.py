@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.orm import Session
 
 from app.core import idempotency
 from app.core.errors import problem_responses
@@ -20,8 +21,10 @@ from app.models.funds.subsidies import (
     RunStatus,
     SubsidyKind,
     SubsidyLinePublic,
+    SubsidyPolicy,
     SubsidyPolicyCreate,
     SubsidyPolicyPublic,
+    SubsidyRun,
     SubsidyRunCreate,
     SubsidyRunPublic,
     SubsidySummary,
@@ -48,9 +51,13 @@ def list_policies(
 ) -> Any:
     """Sortable by id, kind, valid_from."""
     items, total = service.list_policies(session, kind=kind, on=on, params=page)
+    return respond(request, SubsidyPolicyPublic, items, total, page, filename="subsidy-policies", session=session,
+                   present=_policies_public)
+
+
+def _policies_public(session: Session, items: list[SubsidyPolicy]) -> list[SubsidyPolicyPublic]:
     rates = service.rates_of(session, [p.id for p in items if p.id is not None])
-    public = [service.policy_public(p, rates.get(p.id, [])) for p in items]
-    return respond(request, SubsidyPolicyPublic, public, total, page, filename="subsidy-policies")
+    return [service.policy_public(p, rates.get(p.id, [])) for p in items]
 
 
 @policies.get("/{policy_id}", response_model=SubsidyPolicyPublic, operation_id="funds_subsidy_policies_get",
@@ -111,9 +118,13 @@ def list_runs(
     """Sortable by id, year, status, total, created_at."""
     items, total = service.list_runs(session, actor, service.RunFilters(year=year, status=status, org_id=org_id,
                                                                         subtree=subtree), page)
+    return respond(request, SubsidyRunPublic, items, total, page, filename="subsidy-runs", session=session,
+                   present=_runs_public)
+
+
+def _runs_public(session: Session, items: list[SubsidyRun]) -> list[SubsidyRunPublic]:
     kinds = service.kinds_of(session, [r.id for r in items if r.id is not None])
-    public = [service.run_public(r, kinds.get(r.id, [])) for r in items]
-    return respond(request, SubsidyRunPublic, public, total, page, filename="subsidy-runs")
+    return [service.run_public(r, kinds.get(r.id, [])) for r in items]
 
 
 @runs.get("/{run_id}", response_model=SubsidyRunPublic, operation_id="funds_subsidy_runs_get",
@@ -179,7 +190,7 @@ def run_lines(
     f = service.LineFilters(kind=kind, status=status, person_id=person_id, township_id=township_id, org_id=org_id,
                             subtree=subtree)
     items, total = service.list_lines(session, actor, run, f, page)
-    return respond(request, SubsidyLinePublic, service.lines_public(session, items), total, page,
+    return respond(request, SubsidyLinePublic, items, total, page, session=session, present=service.lines_public,
                    filename=f"subsidy-run-{run_id}-lines")
 
 

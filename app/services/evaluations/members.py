@@ -25,7 +25,7 @@ from sqlmodel import col
 from app.core import audit
 from app.core.db import utcnow
 from app.core.errors import conflict, invalid
-from app.core.pagination import PageParams, fetch_page, order_by
+from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, require_level_above
 from app.core.versioning import versioned_update
 from app.models.evaluations.common import SettingKey, from_e4, to_e4
@@ -429,13 +429,12 @@ def commendation_candidates(session: Session, actor: Actor, f: CandidateFilters,
         stmt = stmt.where(agg.c.rated == 1)
     elif f.reason == "post_review_excellent":
         stmt = stmt.where(agg.c.post == 1)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    ordered = order_by(stmt, params.sort, {"person_id": Person.id, "name": Person.name, "org_id": Person.org_id},
-                       [Person.org_id], Person.id)
-    rows = session.execute(ordered.limit(params.limit).offset(params.offset)).all()
-    return [CommendationCandidate(person_id=pid, person_name=name, org_id=org_id, year=f.year,
-                                  rated_excellent=bool(r), post_review_excellent=bool(p))
-            for pid, name, org_id, r, p in rows], total
+    return fetch_page(session, stmt, params, allowed={"person_id": Person.id, "name": Person.name,
+                                                     "org_id": Person.org_id},
+                      default=[Person.org_id], tiebreak=Person.id, rows=True, present=lambda _s, rows: [
+                          CommendationCandidate(person_id=pid, person_name=name, org_id=org_id, year=f.year,
+                                                rated_excellent=bool(r), post_review_excellent=bool(p))
+                          for pid, name, org_id, r, p in rows])
 
 
 # ---------------------------------------------------------------------------

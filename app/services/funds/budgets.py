@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -87,6 +88,16 @@ def disbursement_public(d: Disbursement, reversal: DisbursementReversal | None =
         cancelled_at=d.cancelled_at, cancel_reason=d.cancel_reason, reversal=rev, version=d.version,
         created_at=d.created_at,
     )
+
+
+def lines_public(session: Session, lines: Sequence[BudgetLine]) -> list[BudgetLinePublic]:
+    names = org_names(session, {i.org_id for i in lines})
+    return [line_public(i, names.get(i.org_id)) for i in lines]
+
+
+def disbursements_public(session: Session, items: Sequence[Disbursement]) -> list[DisbursementPublic]:
+    reversals = reversals_for(session, [d.id for d in items if d.id is not None])
+    return [disbursement_public(d, reversals.get(d.id)) for d in items]
 
 
 def org_names(session: Session, org_ids: set[int]) -> dict[int, str]:

@@ -1,31 +1,19 @@
-"""Helpers the three lists share: pages of joined rows, per-organisation summaries, office holders."""
+"""Helpers the three lists share: per-organisation summaries, office holders."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy import Select, and_, false, or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from app.core.aggregate import child_of
-from app.core.pagination import PageParams, order_by
 from app.core.scope import Actor, in_subtree, require_org_in_scope
 from app.models.organizations import Organization, OrgStatus
 from app.models.people import Position
-
-
-def page_rows(
-    session: Session, stmt: Select[Any], params: PageParams, *, allowed: Mapping[str, Any],
-    default: Sequence[Any], tiebreak: Any,
-) -> tuple[list[Any], int]:
-    """Like core fetch_page, for statements that select an entity plus joined columns: two statements."""
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    ordered = order_by(stmt, params.sort, allowed, default, tiebreak)
-    return list(session.execute(ordered.limit(params.limit).offset(params.offset)).all()), total
 
 
 def percent(part: int | float, whole: int | float) -> float | None:

@@ -14,7 +14,7 @@ from sqlmodel import col
 from app.core import audit
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
-from app.core.pagination import PageParams
+from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
 from app.core.versioning import versioned_update
 from app.models.organizations import Organization, OrgStatus
@@ -35,7 +35,7 @@ from app.models.responsibilities.letters import (
     ResponsibilityLetter,
 )
 from app.services.responsibilities import clock
-from app.services.responsibilities.common import holds_office_during, page_rows, percent, summary_scope
+from app.services.responsibilities.common import holds_office_during, percent, summary_scope
 
 ENTITY = "responsibility_letter"
 ITEM_ENTITY = "responsibility_letter_item"
@@ -122,9 +122,8 @@ def list_page(
         value = getattr(filters, name)
         if value is not None:
             stmt = stmt.where(getattr(L, name) == value)
-    rows, total = page_rows(session, stmt, params, allowed=SORTABLE,
-                            default=[col(L.year).desc(), L.org_id, L.kind], tiebreak=L.id)
-    return [_public(*r) for r in rows], total
+    return fetch_page(session, stmt, params, allowed=SORTABLE, default=[col(L.year).desc(), L.org_id, L.kind],
+                      tiebreak=L.id, rows=True, present=lambda _s, rows: [_public(*r) for r in rows])
 
 
 # ---------------------------------------------------------------- drafting

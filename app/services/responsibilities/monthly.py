@@ -15,7 +15,7 @@ from sqlmodel import col
 from app.core import audit
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
-from app.core.pagination import PageParams
+from app.core.pagination import PageParams, fetch_page
 from app.core.permissions import Permission
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
 from app.core.versioning import versioned_update
@@ -47,7 +47,7 @@ from app.models.responsibilities.monthly import (
     TaskUpdate,
 )
 from app.services.responsibilities import clock
-from app.services.responsibilities.common import overdue_clause, page_rows, percent, summary_scope
+from app.services.responsibilities.common import overdue_clause, percent, summary_scope
 
 ENTITY = "monthly_list"
 TASK_ENTITY = "monthly_task"
@@ -107,9 +107,9 @@ def list_page(session: Session, actor: Actor, filters: ListFilters,
         stmt = stmt.where(col(MonthlyList.month).like(f"{filters.year:04d}-%"))
     if filters.status:
         stmt = stmt.where(MonthlyList.status == filters.status)
-    rows, total = page_rows(session, stmt, params, allowed=LIST_SORTABLE,
-                            default=[col(MonthlyList.month).desc()], tiebreak=MonthlyList.id)
-    return [_list_public(lst, n) for lst, n in rows], total
+    return fetch_page(session, stmt, params, allowed=LIST_SORTABLE, default=[col(MonthlyList.month).desc()],
+                      tiebreak=MonthlyList.id, rows=True,
+                      present=lambda _s, rows: [_list_public(lst, n) for lst, n in rows])
 
 
 def detail(session: Session, lst: MonthlyList) -> MonthlyListDetail:
@@ -433,9 +433,9 @@ def list_assignments(session: Session, actor: Actor, filters: AssignmentFilters,
             stmt = stmt.where(getattr(A, name) == value)
     if filters.overdue is not None:
         stmt = stmt.where(overdue_clause(col(A.deadline), col(A.status).in_(OPEN), today, filters.overdue))
-    rows, total = page_rows(session, stmt, params, allowed=ASSIGNMENT_SORTABLE,
-                            default=[A.deadline, A.org_id], tiebreak=A.id)
-    return [present_assignment(a, title, name, today) for a, title, name in rows], total
+    return fetch_page(session, stmt, params, allowed=ASSIGNMENT_SORTABLE, default=[A.deadline, A.org_id],
+                      tiebreak=A.id, rows=True,
+                      present=lambda _s, rows: [present_assignment(a, title, name, today) for a, title, name in rows])
 
 
 def _assignment_move(session: Session, actor: Actor, a: TaskAssignment, action: str, changes: dict[str, Any],

@@ -16,7 +16,7 @@ from app.core.aggregate import days_between
 from app.core.config import get_settings
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
-from app.core.pagination import PageParams
+from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgStatus
@@ -36,7 +36,7 @@ from app.models.responsibilities.problems import (
     QuarterlyInspection,
 )
 from app.services.responsibilities import clock
-from app.services.responsibilities.common import overdue_clause, page_rows, summary_scope
+from app.services.responsibilities.common import overdue_clause, summary_scope
 
 ENTITY = "problem"
 INSPECTION_LINK = "quarterly_inspection"
@@ -125,9 +125,9 @@ def list_page(
     if filters.escalated is not None:
         esc = col(Problem.escalated_at)
         stmt = stmt.where(esc.is_not(None) if filters.escalated else esc.is_(None))
-    rows, total = page_rows(session, stmt, params, allowed=SORTABLE,
-                            default=[col(Problem.deadline).desc()], tiebreak=Problem.id)
-    return [present(p, name, today) for p, name in rows], total
+    return fetch_page(session, stmt, params, allowed=SORTABLE, default=[col(Problem.deadline).desc()],
+                      tiebreak=Problem.id, rows=True,
+                      present=lambda _s, rows: [present(p, name, today) for p, name in rows])
 
 
 # ---------------------------------------------------------------- opening
@@ -421,9 +421,9 @@ def list_inspections(
         stmt = stmt.where(QuarterlyInspection.year == year)
     if quarter is not None:
         stmt = stmt.where(QuarterlyInspection.quarter == quarter)
-    rows, total = page_rows(session, stmt, params, allowed=INSPECTION_SORTABLE,
-                            default=[col(QuarterlyInspection.visited_on).desc()], tiebreak=QuarterlyInspection.id)
-    return [inspection_public(i, name, count) for i, name, count in rows], total
+    return fetch_page(session, stmt, params, allowed=INSPECTION_SORTABLE,
+                      default=[col(QuarterlyInspection.visited_on).desc()], tiebreak=QuarterlyInspection.id, rows=True,
+                      present=lambda _s, rows: [inspection_public(i, name, count) for i, name, count in rows])
 
 
 def inspection_public(inspection: QuarterlyInspection, org_name: str, problem_count: int) -> dict[str, Any]:

@@ -95,9 +95,9 @@ def list_audits(session: Session, actor: Actor, filters: AuditFilters,
         value = getattr(filters, name)
         if value is not None:
             stmt = stmt.where(getattr(StandardAudit, name) == value)
-    rows, total = fetch_page(session, stmt, params, allowed=AUDIT_SORTABLE,
-                             default=[col(StandardAudit.year).desc(), StandardAudit.org_id], tiebreak=StandardAudit.id)
-    return [public(a) for a in rows], total
+    return fetch_page(session, stmt, params, allowed=AUDIT_SORTABLE,
+                      default=[col(StandardAudit.year).desc(), StandardAudit.org_id], tiebreak=StandardAudit.id,
+                      present=lambda _s, rows: [public(a) for a in rows])
 
 
 def get_audit(session: Session, actor: Actor, audit_id: int) -> tuple[StandardAudit, Organization]:

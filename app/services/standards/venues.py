@@ -187,9 +187,8 @@ def list_investments(session: Session, actor: Actor, filters: InvestmentFilters,
         stmt = stmt.where(VenueInvestment.funding_source == filters.funding_source)
     if filters.status:
         stmt = stmt.where(VenueInvestment.status == filters.status)
-    rows, total = fetch_page(session, stmt, params, allowed=INVESTMENT_SORTABLE,
-                             default=[col(VenueInvestment.year).desc()], tiebreak=VenueInvestment.id)
-    return [investment_public(r) for r in rows], total
+    return fetch_page(session, stmt, params, allowed=INVESTMENT_SORTABLE, default=[col(VenueInvestment.year).desc()],
+                      tiebreak=VenueInvestment.id, present=lambda _s, rows: [investment_public(r) for r in rows])
 
 
 def get_investment(session: Session, actor: Actor, investment_id: int) -> VenueInvestment:
