@@ -10,7 +10,12 @@ Environment:
   BENCH_CONNECTIONS   concurrent connections held by wrk (default 8)
   BENCH_REUSE=1       SQLite only: reuse data/bench.db if it was generated at the same scale
   BENCH_SQLITE_FILE   SQLite only: the database file (default data/bench-<scale>.db), e.g. one per person benching
+  BENCH_PG_KEEP       PostgreSQL only: a database name (bench_...) that is kept after the run and reused by the
+                      next run with the same name (e.g. one worker, then BENCH_WORKERS=2 on the same rows)
   BENCH_CASES         comma-separated case names to run (default: all)
+  BENCH_WORKERS       uvicorn workers of the service (default 1; a complete run with N > 1 writes
+                      latest-<database>-<N>-workers.json)
+  BENCH_BATCH=0       skip the batch figures (entitlement run, monthly list issue)
 """
 
 from __future__ import annotations
@@ -81,9 +86,9 @@ def cases_for(m: Any) -> list[Case]:
         Case("create_org", "POST a branch under a village (validation, audit row), township user",
              "/api/v1/organizations",
              "township", method="POST", body=create, expect=201),
-        Case("report_problems", "problems summary, city subtree",
-             f"/api/v1/problems/summary?year={YEAR}&org_id={c}&subtree=true", "city"),
-        Case("report_budget", "budget execution, city subtree",
+        Case("report_problems", "problems summary, city rolled up per township",
+             f"/api/v1/problems/summary?year={YEAR}&org_id={c}&rollup=true", "city"),
+        Case("report_budget", "budget execution, city subtree (own lines, rolled up per township)",
              f"/api/v1/budgets/execution?year={YEAR}&org_id={c}&subtree=true", "city"),
         Case("report_subsidies", "subsidies summary, city subtree",
              f"/api/v1/subsidies/summary?year={YEAR}&org_id={c}&subtree=true", "city"),
@@ -124,11 +129,33 @@ def database(scale_name: str) -> Iterator[tuple[str, Any, str]]:
         manifest_file.write_text(json.dumps(asdict(manifest)))
         yield url, manifest, "sqlite"
         return
-    name = f"bench_{uuid.uuid4().hex[:10]}"
+    keep = os.environ.get("BENCH_PG_KEEP")
+    name = keep or f"bench_{uuid.uuid4().hex[:10]}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    if keep:
+        if not re.fullmatch(r"bench_[a-z0-9_]{1,40}", keep):
+            raise SystemExit("BENCH_PG_KEEP must look like bench_<letters, digits, _>")
+        manifest_file = ROOT / "data" / f"{keep}-{scale_name}.db-manifest.json"
+        with engine.connect() as conn:
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": keep})
+        if exists and manifest_file.exists():
+            print(f"reusing PostgreSQL database {keep}")
+            yield url, dataset.Manifest(**json.loads(manifest_file.read_text())), "postgresql"
+            engine.dispose()
+            return
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{keep}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{keep}"'))
+        print(f"generating the {scale_name} dataset into PostgreSQL database {keep} (kept)")
+        manifest = dataset.load(url, scale, log=print)
+        manifest_file.parent.mkdir(exist_ok=True)
+        manifest_file.write_text(json.dumps(asdict(manifest)))
+        yield url, manifest, "postgresql"
+        engine.dispose()
+        return
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
         print(f"generating the {scale_name} dataset into PostgreSQL database {name}")
         manifest = dataset.load(url, scale, log=print)
@@ -216,6 +243,81 @@ def request_headers(case: Case, tokens: dict[str, str]) -> dict[str, str]:
     return headers
 
 
+# --- batch figures: in-process, timed, rolled back (the dataset is unchanged) --------------------------
+
+
+def batch_figures(url: str, manifest: Any) -> dict[str, Any]:
+    """A subsidy entitlement run over every cadre of the dataset (the city's run of its yearly and basic-pay
+    kinds, through the service), against a bare bulk INSERT of the same lines; and a monthly list of three tasks
+    issued to every village. Each in its own transaction, rolled back, so reruns find the same dataset."""
+    from sqlalchemy import delete, insert, select
+    from sqlalchemy.orm import Session
+
+    from app.core import db as core_db
+    from app.models.accounts import User
+    from app.models.funds.subsidies import SubsidyLine, SubsidyPolicyCreate, SubsidyRunCreate, SubsidyRunKind
+    from app.models.responsibilities.monthly import MonthlyListCreate
+    from app.services import accounts
+    from app.services.funds import subsidies
+    from app.services.responsibilities import monthly
+    from bench import dataset
+
+    engine = core_db.configure_engine(url)
+    out: dict[str, Any] = {}
+    with Session(engine) as session:
+        user = session.scalar(select(User).where(User.username == manifest.users["city"]))
+        assert user is not None
+        actor = accounts.actor_for(session, user)
+        lines = {k: b for k, b in session.execute(select(SubsidyRunKind.kind, SubsidyRunKind.budget_line_id))}
+        # The dataset's runs were generated without policies: the bench's own rates, in this transaction only.
+        for kind in lines:
+            flat = dataset.INSURANCE_FEN if kind == "accident_insurance" else dataset.PENSION_FEN
+            rates = ([{"title": t, "amount": f"{fen / 100:.2f}"} for t, fen in dataset.BASIC_PAY_FEN.items()]
+                     if kind == "basic_pay" else [{"amount": f"{flat / 100:.2f}"}])
+            subsidies.create_policy(session, actor, SubsidyPolicyCreate.model_validate({
+                "kind": kind, "name": f"bench {kind}", "valid_from": f"{YEAR}-01-01", "rates": rates}))
+        body = SubsidyRunCreate.model_validate({"year": YEAR, "org_id": manifest.city_id, "kinds": [
+            {"kind": k, "budget_line_id": b} for k, b in sorted(lines.items())]})
+        t0 = time.perf_counter()
+        run, _ = subsidies.create_run(session, actor, body)
+        session.flush()
+        run_s = time.perf_counter() - t0
+        table = SubsidyLine.__table__  # type: ignore[attr-defined]
+        rows = [dict(r._mapping) for r in session.execute(select(table).where(table.c.run_id == run.id))]
+        session.execute(delete(table).where(table.c.run_id == run.id))
+        for r in rows:
+            r.pop("id")
+        t0 = time.perf_counter()
+        session.connection().execute(insert(table), rows)
+        bare_s = time.perf_counter() - t0
+        session.rollback()
+        out["entitlement_run"] = {
+            "kinds": sorted(lines), "lines": len(rows), "seconds": round(run_s, 2),
+            "lines_per_second": round(len(rows) / run_s) if run_s else None,
+            "bare_bulk_insert_seconds": round(bare_s, 2), "ratio_to_bare_insert": round(run_s / bare_s, 2),
+        }
+    with Session(engine) as session:
+        user = session.scalar(select(User).where(User.username == manifest.users["city"]))
+        assert user is not None
+        actor = accounts.actor_for(session, user)
+        month = f"{YEAR + 1}-01"
+        draft = MonthlyListCreate.model_validate({"month": month, "title": "基准月度清单", "tasks": [
+            {"title": f"任务{i}", "category": "organization_building", "deadline": f"{month}-28",
+             "target_mode": "all_villages"} for i in range(3)]})
+        lst = monthly.create(session, actor, draft)
+        session.flush()
+        t0 = time.perf_counter()
+        monthly.issue(session, actor, lst)
+        session.flush()
+        issue_s = time.perf_counter() - t0
+        villages = len(manifest.village_ids)
+        session.rollback()
+        out["monthly_list_issue"] = {"villages": villages, "tasks": 3, "assignments": 3 * villages,
+                                     "seconds": round(issue_s, 2)}
+    engine.dispose()
+    return out
+
+
 # --- servers and wrk ------------------------------------------------------------------------------
 
 
@@ -226,10 +328,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app_path: str, env: dict[str, str]) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def serve(app_path: str, env: dict[str, str], workers: int = 1) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app_path, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        [sys.executable, "-m", "uvicorn", app_path, "--host", "127.0.0.1", "--port", str(port), "--workers",
+         str(workers),
          "--no-access-log", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -254,13 +357,18 @@ def serve(app_path: str, env: dict[str, str]) -> Iterator[tuple[int, subprocess.
 
 
 def peak_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    """The high-water mark of the resident set (VmHWM: the peak since the process started) of the worker; with
+    several workers (uvicorn's children), the largest of theirs."""
+    children: list[int] = []
+    with suppress(OSError):
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    peaks = []
+    for p in children or [pid]:
+        with suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks) if peaks else float("nan")
 
 
 def lua_script(case: Case, tokens: dict[str, str]) -> str:
@@ -377,14 +485,19 @@ def main() -> int:
     connections = int(env_float("BENCH_CONNECTIONS", 8))
     scale_name = os.environ.get("BENCH_SCALE", "full")
     wanted = {n for n in os.environ.get("BENCH_CASES", "").split(",") if n}
+    workers = int(env_float("BENCH_WORKERS", 1))
+    with_batch = os.environ.get("BENCH_BATCH", "1") != "0"
     info = machine()
     with database(scale_name) as (url, manifest, dialect):
         cases = [c for c in cases_for(manifest) if not wanted or c.name in wanted or c.name == "ceiling"]
         count_sql(url, dialect, manifest, cases)
         for case in cases:
             print(f"probe {case.name:<20} {case.sql} SQL statements, {case.single_ms or 0:.0f} ms alone", flush=True)
+        batch = batch_figures(url, manifest) if with_batch else {}
+        if batch:
+            print(f"batch {json.dumps(batch, ensure_ascii=False)}", flush=True)
         env = server_env(url, dialect)
-        with serve("bench.hello:app", env) as (hello_port, _), serve("app.main:app", env) as (app_port, proc):
+        with serve("bench.hello:app", env) as (hello_port, _), serve("app.main:app", env, workers) as (app_port, proc):
             import httpx
 
             base = {"app": f"http://127.0.0.1:{app_port}", "hello": f"http://127.0.0.1:{hello_port}"}
@@ -406,13 +519,18 @@ def main() -> int:
                           f"  p99 {res['p99']:8.2f} ms  errors {int(res['errors'])}  c={case.connections}",
                           flush=True)
             rss = peak_rss_mb(proc.pid)
-    report = summarise(cases, info, dialect, manifest, rss, seconds, warmup, rounds, connections, scale_name)
+    report = summarise(cases, info, dialect, manifest, rss, seconds, warmup, rounds, connections, scale_name,
+                       workers)
+    report["batch"] = batch
     print()
     print(table(report))
     RESULTS.mkdir(parents=True, exist_ok=True)
     # Only a complete run replaces the committed results; a partial or tiny one goes to partial-*.json.tmp (ignored).
-    complete = scale_name == "full" and not wanted
-    names = ("latest.json", f"latest-{dialect}.json") if complete else (f"partial-{dialect}.json.tmp",)
+    complete = scale_name == "full" and not wanted and with_batch
+    if complete and workers > 1:
+        names: tuple[str, ...] = (f"latest-{dialect}-{workers}-workers.json",)
+    else:
+        names = ("latest.json", f"latest-{dialect}.json") if complete else (f"partial-{dialect}.json.tmp",)
     for name in names:
         (RESULTS / name).write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print("\nwritten to " + " and ".join(str(RESULTS / n) for n in names))
@@ -420,7 +538,7 @@ def main() -> int:
 
 
 def summarise(cases: list[Case], info: dict[str, Any], dialect: str, manifest: Any, rss: float, seconds: float,
-              warmup: float, rounds: int, connections: int, scale_name: str) -> dict[str, Any]:
+              warmup: float, rounds: int, connections: int, scale_name: str, workers: int = 1) -> dict[str, Any]:
     ceiling = next(c for c in cases if c.name == "ceiling")
     rows = []
     for case in cases:
@@ -442,16 +560,19 @@ def summarise(cases: list[Case], info: dict[str, Any], dialect: str, manifest: A
         "database": dialect, "scale": scale_name, "dataset_rows": manifest.counts,
         "dataset_load_seconds": round(manifest.seconds, 1), "machine": info,
         "settings": {"seconds": seconds, "warmup": warmup, "rounds": rounds, "connections": connections,
-                     "load_generator": "wrk -t1", "server": "uvicorn, 1 worker, --no-access-log, LOG_LEVEL=WARNING",
+                     "load_generator": "wrk -t1", "workers": workers,
+                     "server": f"uvicorn, {workers} worker{'s' if workers > 1 else ''}, --no-access-log, "
+                               "LOG_LEVEL=WARNING",
                      "environment": "production" if dialect == "postgresql" else "development"},
         "worker_peak_rss_mb": round(rss, 1), "cases": rows,
     }
 
 
 def table(report: dict[str, Any]) -> str:
+    workers = report["settings"].get("workers", 1)
     head = (f"{report['database']} · {report['scale']} dataset ({sum(report['dataset_rows'].values()):,} rows, "
-            f"loaded in {report['dataset_load_seconds']} s) · {report['machine']['cpus']} CPUs · worker peak RSS "
-            f"{report['worker_peak_rss_mb']} MB")
+            f"loaded in {report['dataset_load_seconds']} s) · {report['machine']['cpus']} CPUs · {workers} "
+            f"worker{'s' if workers > 1 else ''} · worker peak RSS {report['worker_peak_rss_mb']} MB")
     lines = [head, "", "| case | req/s | p50 ms | p99 ms | × ceiling | SQL/req | alone ms | conns | errors |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
@@ -466,4 +587,14 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"| {r['case']} | {num(r['rps'], 'rate')} | {num(r['p50_ms'], '.1f')} | {num(r['p99_ms'], '.1f')} "
                      f"| {num(r['ratio'], '.4f')} | {num(r['sql'], 'd')} | {num(r['single_ms'], '.0f')} "
                      f"| {r['connections'] or 'not loaded'} | {r['errors']} |")
+    batch = report.get("batch") or {}
+    if "entitlement_run" in batch:
+        e = batch["entitlement_run"]
+        lines += ["", f"Entitlement run over every cadre ({', '.join(e['kinds'])}): {e['lines']:,} lines in "
+                      f"{e['seconds']} s ({e['lines_per_second']:,} lines/s); a bare bulk INSERT of the same lines "
+                      f"{e['bare_bulk_insert_seconds']} s: × {e['ratio_to_bare_insert']}"]
+    if "monthly_list_issue" in batch:
+        m = batch["monthly_list_issue"]
+        lines += [f"Monthly list of {m['tasks']} tasks issued to every village ({m['villages']:,}): "
+                  f"{m['assignments']:,} assignments in {m['seconds']} s"]
     return "\n".join(lines)
