@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.live_service import DEMO_PASSWORD, wait_until
+from tests.live_service import DEMO_PASSWORD, stop, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -117,11 +117,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_until(lambda: port_file.is_file() and port_file.read_text().strip(), 60, "Chromium's DevTools port")
         yield f"http://127.0.0.1:{port_file.read_text().split()[0]}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         shutil.rmtree(profile, ignore_errors=True)
 
 
