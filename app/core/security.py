@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,22 +32,29 @@ TokenType = Literal["access", "refresh"]
 REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub", "jti", "typ")
 
 _password_hash = PasswordHash.recommended()
+# Each argon2 hash or verification holds its memory cost (64 MiB) while it runs, so concurrent logins were what
+# pushed a worker's peak RSS past 250 MB (issue 8). One at a time per process: the peak is one memory cost, and
+# a login waits for the one before it, which also spends its CPU time (the verification is CPU-bound anyway).
+_hashing = threading.BoundedSemaphore(1)
 # Verified against when the username is unknown, so both failures cost the same.
-_DUMMY_HASH = _password_hash.hash("not-a-real-password-" + secrets.token_hex(8))
+with _hashing:
+    _DUMMY_HASH = _password_hash.hash("not-a-real-password-" + secrets.token_hex(8))
 
 
 def hash_password(password: str) -> str:
-    return _password_hash.hash(password)
+    with _hashing:
+        return _password_hash.hash(password)
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
-    if password_hash is None:
-        _password_hash.verify(password, _DUMMY_HASH)
-        return False
-    try:
-        return _password_hash.verify(password, password_hash)
-    except Exception:
-        return False
+    with _hashing:
+        if password_hash is None:
+            _password_hash.verify(password, _DUMMY_HASH)
+            return False
+        try:
+            return _password_hash.verify(password, password_hash)
+        except Exception:
+            return False
 
 
 class TokenError(Exception):
