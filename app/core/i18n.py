@@ -127,6 +127,15 @@ MESSAGES: dict[str, Message] = {
     "idempotency_unsupported": Message("不支持幂等键", {
         "Idempotency keys belong to a user.": "幂等键只属于登录用户。",
     }),
+    "invalid_cursor": Message("游标无效", {
+        "The cursor is not one this service issued; pass `next` of an earlier answer unchanged, or leave "
+        "`after` out to start from the beginning.":
+            "该游标不是本服务签发的；请原样传入上一次应答中的 next，或不传 after 从头开始。",
+    }),
+    "updated_since_unsupported": Message("该列表不支持按更新时间筛选", {
+        "This list's records keep no updated_at, so updated_since cannot filter it.":
+            "该列表的记录没有更新时间（updated_at），不能用 updated_since 筛选。",
+    }),
     "invalid_sort": Message("排序字段无效", {
         "Arrears are ordered flagged first, then by the longest run.": "欠缴名单固定按先标记、后连续欠缴月数排序。",
     }),

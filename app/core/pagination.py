@@ -24,6 +24,7 @@ A list computed in Python (no statement) is exported whole from the list the rou
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -48,6 +49,7 @@ from starlette.types import Receive, Scope, Send
 from app.core import accept
 from app.core.db import read_snapshot
 from app.core.errors import ProblemError
+from app.models.common import Timestamp
 
 T = TypeVar("T")
 
@@ -96,6 +98,8 @@ class PageParams(BaseModel):
     offset: int
     sort: str | None
     export: Export | None = None
+    updated_since: dt.datetime | None = None
+    updated_since_applied: bool = False  # set by fetch_page; respond refuses a filter nothing applied
 
 
 class DeferredPage(list[Any]):
@@ -125,12 +129,16 @@ def page_params(
         str | None,
         Query(max_length=200, description="Comma-separated fields; prefix with - for descending"),
     ] = None,
+    updated_since: Annotated[Timestamp | None, Query(
+        description="Only records changed at or after this time (ISO 8601 with offset, e.g. 2026-01-01T00:00:00Z; "
+                    "compares `updated_at`, inclusive). A list of records without `updated_at` answers 422")] = None,
 ) -> PageParams:
     media_type = negotiate(request.headers.get("accept", ""))
     if media_type is None:
-        return PageParams(limit=limit, offset=offset, sort=sort)
+        return PageParams(limit=limit, offset=offset, sort=sort, updated_since=updated_since)
     explicit = "limit" in request.query_params
-    return PageParams(limit=limit if explicit else EXPORT_ALL, offset=offset, sort=sort, export=Export(media_type))
+    return PageParams(limit=limit if explicit else EXPORT_ALL, offset=offset, sort=sort, export=Export(media_type),
+                      updated_since=updated_since)
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
@@ -158,6 +166,24 @@ def order_by(stmt: Select[Any], sort: str | None, allowed: Mapping[str, Any], de
     return stmt.order_by(*clauses, tiebreak)
 
 
+def updated_since_unsupported() -> ProblemError:
+    return ProblemError(422, "updated_since_unsupported", "This list's records keep no updated_at, so "
+                        "updated_since cannot filter it.",
+                        errors=[{"loc": ["query", "updated_since"], "msg": "not available on this list"}])
+
+
+def changed_since(stmt: Select[Any], params: PageParams) -> Select[Any]:
+    """`?updated_since=`: rows of the listed entity (the statement's first) with updated_at at or after it."""
+    if params.updated_since is None:
+        return stmt
+    entity = stmt.column_descriptions[0].get("entity")
+    table, column = getattr(entity, "__table__", None), getattr(entity, "updated_at", None)
+    if table is None or column is None or "updated_at" not in table.c:
+        raise updated_since_unsupported()
+    params.updated_since_applied = True
+    return stmt.where(column >= params.updated_since)
+
+
 def fetch_page(
     session: Session, stmt: Select[Any], params: PageParams, *, allowed: Mapping[str, Any],
     default: Sequence[Any], tiebreak: Any, rows: bool = False, present: Present | None = None,
@@ -166,6 +192,7 @@ def fetch_page(
 
     `rows=True`: the statement selects an entity plus joined columns (items are tuples); `present` turns
     the fetched rows into what the list shows. For an export nothing runs here (see the module docstring)."""
+    stmt = changed_since(stmt, params)
     ordered = order_by(stmt, params.sort, allowed, default, tiebreak)
     if params.limit < EXPORT_ALL:
         ordered = ordered.limit(params.limit)
@@ -352,6 +379,8 @@ def respond(
 
     `present(session, items)`: what the route shows for the service's items (pass `session`); it runs on the
     page for JSON and on each chunk, in the export's own session, for an export."""
+    if params.updated_since is not None and not params.updated_since_applied:
+        raise updated_since_unsupported()
     export = params.export
     if export is None:
         if present is not None:

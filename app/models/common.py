@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, model_validator
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, model_validator
 from sqlalchemy import Column, Integer, String
 from sqlmodel import Field, SQLModel
 
@@ -65,6 +65,20 @@ def date_in_range(value: dt.date | None) -> dt.date | None:
     if value is not None and not (dt.date(1900, 1, 1) <= value <= dt.date(2100, 12, 31)):
         raise ValueError("date must be between 1900-01-01 and 2100-12-31")
     return value
+
+
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+
+
+def _instant_in_range(value: dt.datetime) -> dt.datetime:
+    if not _EARLIEST <= value <= _LATEST:
+        raise ValueError("must be between 1970-01-01 and 2100-01-01")
+    return value
+
+
+# A point in time in a query (`from`, `updated_since`, `as_of`): ISO 8601 with an offset (a naive time is a 422).
+Timestamp = Annotated[AwareDatetime, AfterValidator(_instant_in_range)]
 
 
 # Ids fit PostgreSQL's INTEGER; anything larger is a 422, never a database error.

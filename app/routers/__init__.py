@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from app.routers import (
     accounts,
     audit,
+    changes,
     evaluations,
     frontline,
     funds,
@@ -26,6 +27,7 @@ ROUTERS: list[APIRouter] = [
     people.positions,
     people.org_offices,
     audit.router,
+    changes.router,
     *posts.ROUTERS,
     *standards.ROUTERS,
     *responsibilities.ROUTERS,
@@ -34,3 +36,6 @@ ROUTERS: list[APIRouter] = [
     *training.ROUTERS,
     *frontline.ROUTERS,
 ]
+
+# GET <item>/history for every item GET marked @recorded (app.core.history), after the items themselves.
+ROUTERS.append(changes.history_router(route for r in ROUTERS for route in r.routes))

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from app.core.errors import problem_response, problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.permissions import Role
 from app.deps import CurrentUser, ItemId, OptionalIdQuery, SessionDep, UsersManage, UsersRead
@@ -107,6 +108,7 @@ def list_users(
 
 @users.get("/{user_id}", response_model=UserPublic, operation_id="users_get", summary="Get a user account",
            responses=problem_responses(401, 403, 404, 422))
+@recorded("user")
 def get_user(user_id: ItemId, session: SessionDep, actor: UsersRead) -> Any:
     """One user account in the caller's scope (a user of an organisation outside it is a 404). Password hashes are
     never part of the answer."""

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AfterValidator, AwareDatetime
 
 from app.core.errors import problem_responses
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.deps import AuditRead, OptionalIdQuery, SessionDep
 from app.models.audit import AuditLogPublic, AuditVerification
+from app.models.common import Timestamp
 from app.services import audit as service
 
 router = APIRouter(prefix="/api/v1/audit-log", tags=["audit"])
 
-_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
-
-
-def _in_range(value: dt.datetime) -> dt.datetime:
-    if not _EARLIEST <= value <= _LATEST:
-        raise ValueError("must be between 1970-01-01 and 2100-01-01")
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, AfterValidator(_in_range)]
 Text = Annotated[str | None, Query(min_length=1, max_length=64)]
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.core import idempotency
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.deps import FrontlineManage, FrontlineRead, FrontlineWrite, ItemId, OptionalIdQuery, SessionDep
@@ -80,6 +81,7 @@ def create_group(body: GroupCreate, session: SessionDep, actor: FrontlineManage,
 
 @groups.get("/{group_id}", response_model=GroupDetail, operation_id="frontline_groups_get",
             summary="Get a group with its villages and members", responses=READ_ERRORS)
+@recorded("frontline_group")
 def get_group(group_id: ItemId, session: SessionDep, actor: FrontlineRead) -> Any:
     """One work group with its paired villages and its members (current and past), in scope."""
     return _detail(session, actor, group_id)
@@ -160,6 +162,7 @@ def list_visits(request: Request, session: SessionDep, actor: FrontlineRead, pag
 
 @visits.get("/{visit_id}", response_model=VisitPublic, operation_id="frontline_visits_get",
             summary="Get a visit with the members present and the problems it opened", responses=READ_ERRORS)
+@recorded("frontline_visit")
 def get_visit(visit_id: ItemId, session: SessionDep, actor: FrontlineRead) -> Any:
     """One visit to a paired village with the members present, what was done (households visited, policies explained,
     disputes settled) and the ids of the problems it opened."""

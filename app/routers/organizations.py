@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, OptionalIdQuery, OrgRead, OrgWrite, SessionDep
@@ -53,6 +54,7 @@ def list_organizations(
     "/{org_id}", response_model=OrganizationPublic, operation_id="organizations_get",
     summary="Get an organisation", responses=READ_ERRORS,
 )
+@recorded("organization")
 def get_organization(org_id: ItemId, session: SessionDep, actor: OrgRead, response: Response) -> Any:
     """One organisation of the caller's subtree; anything outside it is a 404, exactly as a missing one. The ETag
     header carries the version to send back in If-Match when editing."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.core.errors import invalid, problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import AUDITED_READ, ItemId, OptionalIdQuery, PeopleRead, PeopleWrite, SessionDep
@@ -98,6 +99,7 @@ def lookup_person(body: PersonLookup, session: SessionDep, actor: PeopleRead, re
     "/{person_id}", response_model=PersonPublic, operation_id="people_get", openapi_extra=AUDITED_READ,
     summary="Get a person (ID and phone masked without pii_read)", responses=READ_ERRORS,
 )
+@recorded("person", restore=service.from_audit_snapshot)
 def get_person(person_id: ItemId, session: SessionDep, actor: PeopleRead, response: Response) -> Any:
     """One person whose organisation is in the caller's scope. ID number and phone are masked unless the caller's role
     holds pii_read; an unmasked answer writes a `person.pii_read` audit row. The ETag header is the version for
@@ -180,6 +182,7 @@ def list_positions(
     "/{position_id}", response_model=PositionPublic, operation_id="positions_get",
     summary="Get a position", responses=READ_ERRORS,
 )
+@recorded("position")
 def get_position(position_id: ItemId, session: SessionDep, actor: PeopleRead) -> Any:
     """One position, visible when either its organisation or its holder's organisation is in the caller's scope, with
     the holder's name."""

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, OptionalIdQuery, PostsConfigure, PostsRead, PostsWrite, SessionDep
@@ -83,6 +84,7 @@ def posts_summary(
 
 @posts.get("/{post_id}", response_model=DutyPostPublic, operation_id="posts_get", summary="Get a duty post",
            responses=READ_ERRORS)
+@recorded("duty_post")
 def get_post(post_id: ItemId, session: SessionDep, actor: PostsRead, response: Response) -> Any:
     """One duty post of a village or branch organisation in scope, with its capacity, the places filled and whether it
     is open. The ETag header is the version for If-Match."""
@@ -167,6 +169,7 @@ def _one(session: Session, item: Any, response: Response) -> AssignmentPublic:
 
 @assignments.get("/{assignment_id}", response_model=AssignmentPublic, operation_id="post_assignments_get",
                  summary="Get a post assignment", responses=READ_ERRORS)
+@recorded("post_assignment")
 def get_assignment(assignment_id: ItemId, session: SessionDep, actor: PostsRead, response: Response) -> Any:
     """One member's assignment to a duty post: how it came about (application or proposal), its status, dates, decision
     reason and year-end review. The ETag header is the version for If-Match."""
@@ -271,6 +274,7 @@ def list_logs(
 
 @logs.get("/{log_id}", response_model=PostLogPublic, operation_id="post_logs_get",
           summary="Get a performance log entry", responses=READ_ERRORS)
+@recorded("post_log")
 def get_log(log_id: ItemId, session: SessionDep, actor: PostsRead) -> Any:
     """One performance log entry: what the member did on the post, on which day, and the hours."""
     return PostLogPublic.of(service.get_log(session, actor, log_id))

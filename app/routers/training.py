@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, OptionalIdQuery, SessionDep, TrainingManage, TrainingRead, TrainingWrite
@@ -123,6 +124,7 @@ def create_class(body: TrainingClassCreate, session: SessionDep, actor: Training
 
 @classes.get("/{class_id}", response_model=TrainingClassPublic, operation_id="training_classes_get",
              summary="Get a training class", responses=READ_ERRORS)
+@recorded("training_class")
 def get_class(class_id: ItemId, session: SessionDep, actor: TrainingRead, response: Response) -> Any:
     """One training class with its dates, hours, target roles, status and enrolment counts. The ETag header is the
     version for If-Match."""
@@ -224,6 +226,7 @@ def create_school(body: SchoolCreate, session: SessionDep, actor: TrainingManage
 
 @schools.get("/{school_id}", response_model=SchoolPublic, operation_id="schools_get", summary="Get a school",
              responses=READ_ERRORS)
+@recorded("school")
 def get_school(school_id: ItemId, session: SessionDep, actor: TrainingRead) -> Any:
     """One school with its kind, organisation, status and the dates it opened and closed."""
     return service.get_school(session, actor, school_id)

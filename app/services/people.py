@@ -93,6 +93,18 @@ def audit_snapshot(person: Person) -> dict[str, Any]:
     return snap
 
 
+def from_audit_snapshot(snap: dict[str, Any]) -> dict[str, Any]:
+    """An audit snapshot's fields under the API's names (the inverse of `audit_snapshot`, masked)."""
+    out = dict(snap)
+    for kind in ("id_number", "phone"):
+        if f"{kind}_masked" in out:
+            out[kind] = out.pop(f"{kind}_masked")
+    if "birth_date" in out:
+        birth = out.pop("birth_date")
+        out["birth_year"] = int(birth[:4]) if isinstance(birth, str) and birth[:4].isdigit() else None
+    return out
+
+
 def to_public(person: Person, *, reveal: bool) -> PersonPublic:
     """The API view of a person: masked unless `reveal` (the caller holds pii_read)."""
     assert person.id is not None

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import set_etag
 from app.deps import EvaluationsRead, EvaluationsWrite, ItemId, OptionalIdQuery, SessionDep
@@ -58,6 +59,7 @@ def _detail(session: Session, ev: Any, response: Response) -> DualEvaluationDeta
 
 @router.get("/{evaluation_id}", response_model=DualEvaluationDetail, operation_id="dual_evaluations_get",
             summary="Get a dual evaluation with its duties", responses=READ_ERRORS)
+@recorded("dual_evaluation")
 def get_evaluation(evaluation_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
     """One dual evaluation in scope with its duties, the cadre's debriefing report, committee scores and villagers'
     votes as recorded so far. The ETag header is the version for If-Match."""

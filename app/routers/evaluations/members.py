@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.orm import Session
 
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import EvaluationsRead, EvaluationsWrite, ItemId, OptionalIdQuery, SessionDep
@@ -66,6 +67,7 @@ def _session(session: Session, ev: Any, response: Response) -> DemocraticEvaluat
 
 @sessions.get("/{evaluation_id}", response_model=DemocraticEvaluationPublic,
               operation_id="democratic_evaluations_get", summary="Get a democratic evaluation", responses=READ_ERRORS)
+@recorded("democratic_evaluation")
 def get_session(evaluation_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
     """One democratic evaluation of a branch or village organisation in scope, with its status and tallies."""
     return _session(session, service.get_session(session, actor, evaluation_id), response)
@@ -130,6 +132,7 @@ def list_entries(
 
 @entries.get("/{entry_id}", response_model=EntryPublic, operation_id="democratic_evaluation_entries_get",
              summary="Get a member's entry", responses=READ_ERRORS)
+@recorded("democratic_evaluation_entry")
 def get_entry(entry_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
     """One member's entry: self-evaluation, mutual-evaluation tallies, rating, and the year's post review grades as
     evidence. The ETag header is the version for If-Match."""
@@ -179,6 +182,7 @@ def _case(session: Session, case: Any, response: Response) -> DisposalCasePublic
 
 @cases.get("/{case_id}", response_model=DisposalCasePublic, operation_id="disposal_cases_get",
            summary="Get a disposal case", responses=READ_ERRORS)
+@recorded("disposal_case")
 def get_case(case_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
     """One disposal case of an unqualified member: the branch's decision, the approval or rejection by the level above
     and the dates."""
@@ -261,6 +265,7 @@ def _reserve(session: Session, row: Any, response: Response) -> ReserveCadrePubl
 
 @reserve.get("/{reserve_id}", response_model=ReserveCadrePublic, operation_id="reserve_cadres_get",
              summary="Get a reserve cadre entry", responses=READ_ERRORS)
+@recorded("reserve_cadre")
 def get_reserve(reserve_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
     """One entry of a branch's or village's reserve cadre pool, with the reason it was added and, once released, why."""
     return _reserve(session, service.get_reserve(session, actor, reserve_id), response)

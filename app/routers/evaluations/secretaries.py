@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import EvaluationsRead, EvaluationsWrite, ItemId, OptionalIdQuery, SessionDep
@@ -44,6 +45,7 @@ def list_assessments(
 
 @assessments.get("/{assessment_id}", response_model=AssessmentPublic, operation_id="secretary_assessments_get",
                  summary="Get a quarterly assessment", responses=READ_ERRORS)
+@recorded("secretary_assessment")
 def get_assessment(assessment_id: ItemId, session: SessionDep, actor: EvaluationsRead, response: Response) -> Any:
     """One quarterly assessment of a village secretary, with its score and comment. The ETag header is the version for
     If-Match."""
@@ -106,6 +108,7 @@ def ranking(session: SessionDep, actor: EvaluationsRead, year: YearQuery, org_id
 
 @appraisals.get("/{appraisal_id}", response_model=AppraisalPublic, operation_id="debriefing_appraisals_get",
                 summary="Get a debriefing appraisal", responses=READ_ERRORS)
+@recorded("debriefing_appraisal")
 def get_appraisal(appraisal_id: ItemId, session: SessionDep, actor: EvaluationsRead) -> Any:
     """One year-end debriefing appraisal with the reviewers' score, the quarterly average, the weighted year score and
     the problems it opened."""

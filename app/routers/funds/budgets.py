@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.core import idempotency
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import (
     CSV_MEDIA_TYPE,
@@ -66,6 +67,7 @@ def list_budget_lines(
 
 @lines.get("/{line_id}", response_model=BudgetLinePublic, operation_id="funds_budget_lines_get",
            summary="Get a budget line with its amounts", responses=READ_ERRORS)
+@recorded("budget_line")
 def get_budget_line(line_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
     """One budget line whose owner is in the caller's scope, with its amounts: allocated, allocated down to lower
     levels, approved, committed, paid and available."""
@@ -135,6 +137,7 @@ def list_disbursements(
 
 @disbursements.get("/{disbursement_id}", response_model=DisbursementPublic, operation_id="funds_disbursements_get",
                    summary="Get a disbursement", responses=READ_ERRORS)
+@recorded("disbursement")
 def get_disbursement(disbursement_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
     """One disbursement from a budget line in scope, with its status (pending, approved, paid, cancelled, reversed)
     and, once reversed, the reversal entry."""

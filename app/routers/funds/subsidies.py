@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.core import idempotency
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.deps import FundsApprove, FundsManage, FundsRead, ItemId, OptionalIdQuery, SessionDep
@@ -62,6 +63,7 @@ def _policies_public(session: Session, items: list[SubsidyPolicy]) -> list[Subsi
 
 @policies.get("/{policy_id}", response_model=SubsidyPolicyPublic, operation_id="funds_subsidy_policies_get",
               summary="Get a subsidy policy and its rates", responses=READ_ERRORS)
+@recorded("subsidy_policy")
 def get_policy(policy_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
     """One subsidy policy with its validity and its rates per kind of beneficiary."""
     policy = service.get_policy(session, policy_id)
@@ -129,6 +131,7 @@ def _runs_public(session: Session, items: list[SubsidyRun]) -> list[SubsidyRunPu
 
 @runs.get("/{run_id}", response_model=SubsidyRunPublic, operation_id="funds_subsidy_runs_get",
           summary="Get a subsidy run with its totals per kind", responses=READ_ERRORS)
+@recorded("subsidy_run")
 def get_run(run_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
     """One subsidy run with its status (draft, committed, paid, cancelled) and its totals per kind of subsidy."""
     return _run_public(session, service.get_run(session, actor, run_id))

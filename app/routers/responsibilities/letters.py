@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, LettersManage, LettersRead, LettersSignReport, OptionalIdQuery, SessionDep
@@ -104,6 +105,7 @@ def create_letter(body: LetterCreate, session: SessionDep, actor: LettersManage,
     "/{letter_id}", response_model=LetterDetail, operation_id="letters_get",
     summary="Get a letter with its items", responses=READ_ERRORS,
 )
+@recorded("responsibility_letter")
 def get_letter(letter_id: ItemId, session: SessionDep, actor: LettersRead, response: Response) -> Any:
     """One responsibility letter in scope with its items, their weights, reports and scores, and the letter's status
     (draft, issued, signed, settling, settled). The ETag header is the version for If-Match."""

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import (
@@ -109,6 +110,7 @@ def create_list(body: MonthlyListCreate, session: SessionDep, actor: ListsManage
     "/{list_id}", response_model=MonthlyListDetail, operation_id="monthly_lists_get",
     summary="Get a monthly list with its tasks", responses=READ_ERRORS,
 )
+@recorded("monthly_list")
 def get_list(list_id: ItemId, session: SessionDep, actor: ListsRead, response: Response) -> Any:
     """One monthly list with its tasks, their targets and how many assignments each produced. The ETag header is the
     version for If-Match."""
@@ -221,6 +223,7 @@ def list_assignments(
     "/{assignment_id}", response_model=TaskAssignmentDetail, operation_id="assignments_get",
     summary="Get an assignment with its history", responses=READ_ERRORS,
 )
+@recorded("task_assignment")
 def get_assignment(assignment_id: ItemId, session: SessionDep, actor: ListsRead, response: Response) -> Any:
     """One organisation's assignment of a monthly task with its status, deadline and the history of every status change
     (who, when, note)."""

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import (
@@ -121,6 +122,7 @@ def create_problem(body: ProblemCreate, session: SessionDep, actor: ProblemsWrit
     "/{problem_id}", response_model=ProblemDetail, operation_id="problems_get",
     summary="Get a problem with its rejections", responses=READ_ERRORS,
 )
+@recorded("problem")
 def get_problem(problem_id: ItemId, session: SessionDep, actor: ProblemsRead, response: Response) -> Any:
     """One problem in scope with its status, deadline, escalation and every rejection of its rectification (reason,
     who, when). The ETag header is the version for If-Match."""
@@ -230,6 +232,7 @@ def create_inspection(body: InspectionCreate, session: SessionDep, actor: Inspec
     "/{inspection_id}", response_model=InspectionDetail, operation_id="inspections_get",
     summary="Get an inspection with the problems it opened", responses=READ_ERRORS,
 )
+@recorded("quarterly_inspection")
 def get_inspection(inspection_id: ItemId, session: SessionDep, actor: ProblemsRead) -> Any:
     """One quarterly inspection with its findings and the problems it opened, with their current status."""
     return _inspection(session, actor, inspection_id)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import set_etag
 from app.deps import AuditsWrite, ItemId, OptionalIdQuery, SessionDep, StandardsRead
@@ -76,6 +77,7 @@ def audits_summary(
     summary="Get an audit: item scores, aspect subtotals, suggested organisational-life scores, problems",
     responses=READ_ERRORS,
 )
+@recorded("standard_audit")
 def get_audit(audit_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
     """One standardisation audit in scope: the score of every item, subtotals per aspect, the total and rating,
     suggested organisational-life scores from the meeting records, and the problems a finalised backward review

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, SessionDep, StandardsManage, StandardsRead
@@ -56,6 +57,7 @@ def list_sets(
     "/{set_id}", response_model=StandardSetDetail, operation_id="standard_sets_get",
     summary="Get a standard set with its items and per-aspect maxima", responses=READ_ERRORS,
 )
+@recorded("standard_set")
 def get_set(set_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
     """One standard set with its items (code, aspect, requirement, maximum score) and the maximum per aspect, with
     its status (draft, published, retired) and rating thresholds."""

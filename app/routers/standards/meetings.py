@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, MeetingsWrite, OptionalIdQuery, SessionDep, StandardsManage, StandardsRead
@@ -55,6 +56,7 @@ def list_frequencies(request: Request, session: SessionDep, actor: StandardsRead
     "/{frequency_id}", response_model=MeetingFrequencyPublic, operation_id="meeting_frequencies_get",
     summary="Get a required frequency", responses=READ_ERRORS,
 )
+@recorded("meeting_frequency")
 def get_frequency(frequency_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
     """One required meeting frequency: the meeting type, its cadence (monthly, quarterly or yearly), from an
     effective year on. The ETag header is the version for If-Match."""
@@ -113,6 +115,7 @@ def list_records(
     "/{record_id}", response_model=MeetingRecordPublic, operation_id="meeting_records_get",
     summary="Get a meeting record", responses=READ_ERRORS,
 )
+@recorded("meeting_record")
 def get_record(record_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
     """One meeting record of an organisation in scope: type, date, topic, attendance and lecturer. The ETag header
     is the version for If-Match."""

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.core.errors import problem_responses
+from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, OptionalIdQuery, SessionDep, StandardsManage, StandardsRead, VenuesWrite
@@ -59,6 +60,7 @@ def list_types(request: Request, session: SessionDep, actor: StandardsRead, page
     "/{type_id}", response_model=FacilityTypePublic, operation_id="facility_types_get",
     summary="Get a facility type", responses=READ_ERRORS,
 )
+@recorded("facility_type")
 def get_type(type_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
     """One facility type (for example the party members' activity room) with its category and whether it is active.
     The ETag header is the version for If-Match."""
@@ -116,6 +118,7 @@ def list_facilities(
     "/{facility_id}", response_model=FacilityPublic, operation_id="facilities_get",
     summary="Get a facility", responses=READ_ERRORS,
 )
+@recorded("facility")
 def get_facility(facility_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
     """One facility of an organisation in scope: its type, floor area, condition and when it was built. The ETag
     header is the version for If-Match."""
@@ -173,6 +176,7 @@ def list_investments(
     "/{investment_id}", response_model=VenueInvestmentPublic, operation_id="venue_investments_get",
     summary="Get a venue investment", responses=READ_ERRORS,
 )
+@recorded("venue_investment")
 def get_investment(investment_id: ItemId, session: SessionDep, actor: StandardsRead, response: Response) -> Any:
     """One construction investment in a venue: amount in yuan, funding source, year, and whether it was cancelled
     and why."""
