@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import models  # noqa: F401  (every table registered)
@@ -40,6 +40,7 @@ def create_app() -> FastAPI:
         install_docs(app)
     install_error_handlers(app)
     for router in ROUTERS:
+        _digits_only_ids(router)
         app.include_router(router)
     # Innermost: text no database can hold is a 422 before routing (inside CORS, so browsers can read it).
     app.add_middleware(InputGuardMiddleware)
@@ -53,6 +54,29 @@ def create_app() -> FastAPI:
     app.add_middleware(ObservabilityMiddleware, max_body_bytes=settings.max_body_bytes)
     _register_problem_schema(app)
     return app
+
+
+def _digits_only_ids(router: APIRouter) -> None:
+    """An integer path parameter matches digits only (Starlette's `int` convertor).
+
+    Otherwise `/{problem_id}` also matched its static siblings (`/problems/summary`): an undeclared method there
+    answered 422 on the id instead of 405 and `Allow` named the id route's methods, and pydantic's lax mode read
+    "1.0", "+1" or "1_0" as an id. Anything but digits is now no such resource (404); digits out of range stay a
+    422. The contract is unchanged: the convertor never shows in `path_format`, which the OpenAPI is built from.
+    """
+    from fastapi.routing import APIRoute
+    from starlette.routing import compile_path
+
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        path = route.path
+        for param in route.dependant.path_params:
+            if param.field_info.annotation is int:
+                path = path.replace(f"{{{param.name}}}", f"{{{param.name}:int}}")
+        if path != route.path:
+            route.path = path
+            route.path_regex, route.path_format, route.param_convertors = compile_path(path)
 
 
 def _register_problem_schema(app: FastAPI) -> None:

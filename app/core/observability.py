@@ -165,7 +165,8 @@ class ObservabilityMiddleware:
             status_holder["status"] = 500
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # path_format: the template as the contract writes it (`path` may carry a convertor, `{id:int}`).
+            template = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - start
             REQUESTS.labels(scope["method"], template, str(status_holder["status"])).inc()
             LATENCY.labels(scope["method"], template, str(status_holder["status"])).observe(elapsed)
