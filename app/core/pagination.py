@@ -120,7 +120,7 @@ def negotiate(header: str) -> str | None:
     return None
 
 
-def page_params(
+async def page_params(  # no I/O: async, so no hop to a worker thread (issue 8)
     request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1..200). An export (Accept: text/csv "
                                 "or .xlsx) is the whole result unless limit is given")] = DEFAULT_LIMIT,
