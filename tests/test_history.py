@@ -12,9 +12,12 @@ import time
 from typing import Any
 
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from app.core.history import recorded
+from app.deps import ItemId, PeopleRead, SessionDep
 from app.models.audit import AuditLog
 from app.routers import ROUTERS
 from app.routers.changes import history_operation_id, recorded_items
@@ -349,3 +352,15 @@ def test_a_later_row_without_before_is_not_taken_for_the_creation(client: TestCl
     assert then.json() == client.get(url, headers=h).json()
     versions = client.get(f"{url}/history", headers=h).json()["items"]
     assert [v["action"] for v in versions] == ["position.note", "position.create"]
+
+
+def test_recorded_refuses_at_import_a_get_it_could_not_call() -> None:
+    def get_thing(thing_id: ItemId, session: SessionDep, actor: PeopleRead, request: Request) -> Any:
+        return None
+
+    def no_actor(thing_id: ItemId, session: SessionDep) -> Any:
+        return None
+
+    for endpoint, message in ((get_thing, "cannot fill parameters ['request']"), (no_actor, "needs one ItemId")):
+        with pytest.raises(TypeError, match=re.escape(message)):
+            recorded("thing")(endpoint)

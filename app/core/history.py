@@ -117,6 +117,11 @@ def recorded(entity: str, *, restore: Restore | None = None) -> Callable[[Callab
         if len(ids) != 1 or len(actors) != 1 or len(sessions) != 1:
             raise TypeError(f"{fn.__name__}: @recorded needs one ItemId, one actor and one SessionDep parameter")
         info = Recorded(entity, fn, params, ids[0], actors[0], sessions[0], restore)
+        known = {info.id_param, info.actor_param, info.session_param}
+        unfilled = [p.name for p in params if p.name not in known and p.annotation is not Response
+                    and p.default is inspect.Parameter.empty]
+        if unfilled:  # the history route calls the GET with only these (fail at import, not on a request)
+            raise TypeError(f"{fn.__name__}: @recorded cannot fill parameters {unfilled}")
 
         @functools.wraps(fn)
         def endpoint(*args: Any, as_of: dt.datetime | None = None, **kwargs: Any) -> Any:
