@@ -1,4 +1,4 @@
-"""Command line: serve, migrate, seed-demo, create-user, export-openapi."""
+"""Command line: serve, migrate, seed-demo, create-user, purge, export-openapi."""
 
 from __future__ import annotations
 
@@ -28,9 +28,33 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def purge_expired() -> dict[str, int]:
+    """Delete what the service keeps only for a while: idempotency keys past their 24 h and failed logins that
+    fell out of the throttling window. Safe to run at any time, from any number of processes."""
+    from app.core import idempotency
+    from app.core.db import session_scope
+    from app.services.accounts import purge_login_failures
+
+    with session_scope() as session:
+        return {"idempotency_keys": idempotency.purge_expired(session),
+                "login_failures": purge_login_failures(session)}
+
+
+def cmd_purge(_: argparse.Namespace) -> int:
+    print(" ".join(f"{k}={v}" for k, v in purge_expired().items()))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
+    # Opportunistic: every start clears what has expired (a cron of `python -m app purge` covers long uptimes).
+    try:
+        logging.getLogger("app").info("purged expired rows: %s", purge_expired())
+    except Exception as exc:  # a database not migrated yet must not stop the service from starting
+        logging.getLogger("app").warning("purge at startup skipped: %s", exc)
     uvicorn.run("app.main:app", host=args.host, port=args.port, workers=args.workers,
                 access_log=False, log_config=None, proxy_headers=True)
     return 0
@@ -128,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--org-code", required=True, help="division code of the user's organisation")
     p.add_argument("--password", help="default: NEW_USER_PASSWORD or a prompt")
     p.set_defaults(func=cmd_create_user)
+
+    sub.add_parser("purge", help="delete expired idempotency keys and old failed logins (run it daily)") \
+        .set_defaults(func=cmd_purge)
 
     p = sub.add_parser("export-openapi", help="write (or --check) the OpenAPI document")
     p.add_argument("path", nargs="?", default="openapi/openapi.json")

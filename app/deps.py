@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.openapi.models import OAuthFlowClientCredentials
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -13,16 +14,29 @@ from starlette.concurrency import run_in_threadpool
 
 from app.core.db import new_session
 from app.core.errors import ProblemError
-from app.core.permissions import Permission, permissions_for
+from app.core.permissions import Permission, Role, permissions_for
 from app.core.scope import Actor
 from app.core.security import TokenError, decode_token
 from app.models.accounts import User
 from app.models.common import MAX_ID
 from app.models.organizations import Organization
+from app.services import clients
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+TOKEN_URL = "/api/v1/auth/token"
+
+
+class BearerToken(OAuth2PasswordBearer):
+    """`Authorization: Bearer` from the token endpoint, documented with both of its OAuth2 flows: the password
+    flow for people and the client-credentials flow for service clients (other systems)."""
+
+    def __init__(self) -> None:
+        super().__init__(tokenUrl=TOKEN_URL, scheme_name="OAuth2", auto_error=False)
+        self.model.flows.clientCredentials = OAuthFlowClientCredentials(tokenUrl=TOKEN_URL, scopes={})  # type: ignore[attr-defined]
+
+
+oauth2_scheme = BearerToken()
 
 
 # Mark a GET that writes (an audited read of personal data) with openapi_extra=AUDITED_READ:
@@ -43,10 +57,12 @@ def _writes(request: Request) -> bool:
     if scheme.lower() != "bearer" or not token:
         return False
     try:
-        role = decode_token(token, expected_type="access").get("role", "")
+        claims = decode_token(token, expected_type="access")
     except TokenError:
         return False
-    return Permission.pii_read in permissions_for(str(role))
+    # A service client's permissions are its own, named in the token's scope claim.
+    return (Permission.pii_read in permissions_for(str(claims.get("role", "")))
+            or Permission.pii_read in str(claims.get("scope", "")).split())
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -107,15 +123,23 @@ def get_current_actor(
         raise unauthenticated()
     try:
         claims = decode_token(token, expected_type="access")
-        user_id = int(claims["sub"])
+        subject = str(claims["sub"])
         token_version = int(claims.get("ver", -1))
+        if subject.startswith(clients.SUBJECT_PREFIX):
+            # A service client's token: the same Actor, scoped and permitted as the client was created.
+            client_actor = clients.actor_from_token(session, subject, token_version)
+            if client_actor is None:
+                raise unauthenticated("The token has been revoked.")
+            return client_actor
+        user_id = int(subject)
     except (TokenError, ValueError, TypeError):
         raise unauthenticated("The token is invalid or expired.") from None
     user = session.execute(_ACTOR_QUERY, {"user_id": user_id}).first()
     if user is None:
         raise unauthenticated("The token is invalid or expired.")
     path = user.path
-    if not user.is_active or user.token_version != token_version:
+    if not user.is_active or user.token_version != token_version or user.role == Role.service_client:
+        # A client's principal acts only through a client token (above), never as a user.
         raise unauthenticated("The token has been revoked.")
     return Actor(
         user_id=user.id, username=user.username, role=user.role, org_id=user.org_id, org_path=path,
@@ -152,6 +176,7 @@ PeopleRead = Annotated[Actor, _needs(P.people_read)]
 PeopleWrite = Annotated[Actor, _needs(P.people_write)]
 UsersRead = Annotated[Actor, _needs(P.users_read)]
 UsersManage = Annotated[Actor, _needs(P.users_manage)]
+ClientsManage = Annotated[Actor, _needs(P.clients_manage)]
 AuditRead = Annotated[Actor, _needs(P.audit_read)]
 
 # Ids fit PostgreSQL's INTEGER: larger ones are 422, never a database error.
@@ -193,6 +218,7 @@ EvaluationsConfigure = Annotated[Actor, _needs(P.evaluations_configure)]
 # funds
 FundsRead = Annotated[Actor, _needs(P.funds_read)]
 FundsManage = Annotated[Actor, _needs(P.funds_manage)]
+FundsConfigure = Annotated[Actor, _needs(P.funds_configure)]
 FundsRequest = Annotated[Actor, _needs(P.funds_request)]
 FundsApprove = Annotated[Actor, _needs(P.funds_approve)]
 DuesRead = Annotated[Actor, _needs(P.dues_read)]

@@ -53,7 +53,9 @@ def caller_may_read_pii(request: httpx.Request) -> bool | None:
         claims = decode_token(token.strip(), expected_type="access")
     except TokenError:
         return False  # an unreadable token is checked like the weakest caller's
-    return Permission.pii_read in permissions_for(str(claims.get("role", "")))
+    # A service client's permissions are its own, named in its token's scope claim.
+    return (Permission.pii_read in permissions_for(str(claims.get("role", "")))
+            or Permission.pii_read in str(claims.get("scope", "")).split())
 
 
 def check_response(response: httpx.Response) -> None:

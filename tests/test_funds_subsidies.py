@@ -420,7 +420,8 @@ def test_lines_filter_and_csv(client: TestClient, world: World, db: Session) -> 
 def test_only_the_city_records_policies_and_periods_never_overlap(client: TestClient, world: World) -> None:
     body = {"kind": "pension_subsidy", "name": "养老保险补贴", "valid_from": "2040-01-01",
             "rates": [{"amount": "800.00"}]}
-    assert client.post(POLICIES, headers=world.auth("t1"), json=body).json()["code"] == "city_only"
+    refused = client.post(POLICIES, headers=world.auth("t1"), json=body).json()
+    assert refused["code"] == "permission_denied" and "funds_configure" in refused["detail"]
     r = client.post(POLICIES, headers=world.auth("city"), json=body)
     assert r.status_code == 201, r.text
     assert r.json()["rates"] == [{"title": None, "band_min": None, "band_max": None, "amount": "800.00"}]

@@ -109,6 +109,18 @@ MESSAGES: dict[str, Message] = {
         "You cannot change your own role or disable your own account.": "不能更改自己的角色或停用自己的账号。",
     }),
     "duplicate_username": Message("用户名已被使用"),
+    "wrong_password": Message("密码错误", {"The current password is wrong.": "当前密码错误。"}),
+    "client_has_no_password": Message("接口客户端没有密码", {
+        "A service client has no password: a city administrator rotates its secret.":
+            "接口客户端没有密码，请由市级管理员轮换其密钥。",
+    }),
+    # Service clients.
+    "invalid_client": Message("客户端身份验证失败", {
+        "Unknown client, wrong secret or a revoked client.": "客户端不存在、密钥错误或客户端已被吊销。",
+    }),
+    "permission_above_own": Message("不能授予自身没有的权限"),
+    "duplicate_client_name": Message("客户端名称已被使用"),
+    "client_revoked": Message("客户端已被吊销"),
     "if_match_required": Message("需要 If-Match 请求头", {
         "Send If-Match with the ETag of the version you are changing.": "请在 If-Match 中发送所修改版本的 ETag。",
     }),

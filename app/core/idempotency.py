@@ -27,7 +27,9 @@ Rules it keeps:
   rolled back, the loser proceeds as the first). On SQLite writers are serialised (BEGIN IMMEDIATE), so the
   second request simply finds the row. A row without an answer (a transaction still running where its row is
   visible) answers 409 `idempotency_in_flight`: retry later.
-- Keys are kept at least RETENTION (24 h); `purge_expired` deletes older ones (run it from a scheduled job).
+- Keys are kept at least RETENTION (24 h); `purge_expired` deletes older ones. It runs whenever the service starts
+  (`python -m app serve`) and with `python -m app purge`, which a deployment runs daily (cron, a systemd timer or
+  a Kubernetes CronJob); a key older than RETENTION that is still there only means it was not purged yet.
 - Store only what the client may see again: the answer is replayed to the same user only.
 """
 

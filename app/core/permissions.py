@@ -10,6 +10,9 @@ class Role(LabeledEnum):
     township_admin = "township_admin", "乡镇(街道)管理员", "Township administrator"
     village_admin = "village_admin", "村(社区)管理员", "Village administrator"
     auditor = "auditor", "审计员", "Auditor"
+    # Another system's account (a service client, app/services/clients.py): its permissions are chosen per
+    # client when it is created, so the role itself grants nothing and no user is ever given it.
+    service_client = "service_client", "接口客户端", "Service client (another system)"
 
 
 # Rank decides who may grant which role: nobody grants a role above their own.
@@ -30,6 +33,7 @@ class Permission(LabeledEnum):
     users_read = "users_read", "查看账号", "Read user accounts"
     users_manage = "users_manage", "管理账号", "Manage user accounts"
     audit_read = "audit_read", "查看审计日志", "Read the audit log"
+    clients_manage = "clients_manage", "管理接口客户端", "Create, rotate the secret of and revoke service clients"
     # standards
     standards_read = "standards_read", "查看标准化建设", "Read standards, audits, venues and meetings"
     standards_manage = "standards_manage", "维护标准化目录", "Manage the standards catalogue and reference data"
@@ -62,6 +66,7 @@ class Permission(LabeledEnum):
     # funds
     funds_read = "funds_read", "查看经费", "Read budgets, disbursements, subsidy policies and runs"
     funds_manage = "funds_manage", "管理经费", "Create budget lines, allocate down, draft subsidy runs"
+    funds_configure = "funds_configure", "设置补贴标准", "Record and close the city-wide subsidy policies (rates)"
     funds_request = "funds_request", "申请支出", "Create (and cancel own) disbursement requests"
     funds_approve = "funds_approve", "审批经费", "Approve, pay and reverse disbursements; commit and pay runs"
     dues_read = "dues_read", "查看党费", "Read party dues profiles, payments, statements and arrears"
@@ -90,7 +95,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     # Auditors read everything, personal data included (each unmasked read is audited),
     # and change nothing.
     Role.auditor: frozenset(_READ | {P.pii_read, P.audit_read}),
+    Role.service_client: frozenset(),
 }
+ROLE_PERMISSIONS[Role.city_admin] |= {P.clients_manage}
 
 
 # standards: the city keeps the catalogue; every level audits, records venues and meetings
@@ -133,9 +140,10 @@ ROLE_PERMISSIONS[Role.auditor] |= {P.evaluations_read}
 
 # funds: the city and townships budget, allocate, approve and commit within their subtree (the services keep
 # maker-checker: nobody approves their own request or commits their own run); villages read, request
-# disbursements and keep their members' dues; auditors read.
+# disbursements and keep their members' dues; only the city sets the subsidy rates (funds_configure); auditors read.
 _FUNDS_READ = {P.funds_read, P.dues_read}
-ROLE_PERMISSIONS[Role.city_admin] |= _FUNDS_READ | {P.funds_manage, P.funds_request, P.funds_approve, P.dues_write}
+ROLE_PERMISSIONS[Role.city_admin] |= _FUNDS_READ | {P.funds_manage, P.funds_configure, P.funds_request,
+                                                    P.funds_approve, P.dues_write}
 ROLE_PERMISSIONS[Role.township_admin] |= _FUNDS_READ | {P.funds_manage, P.funds_request, P.funds_approve,
                                                         P.dues_write}
 ROLE_PERMISSIONS[Role.village_admin] |= _FUNDS_READ | {P.funds_request, P.dues_write}
@@ -154,6 +162,14 @@ ROLE_PERMISSIONS[Role.city_admin] |= {P.frontline_read, P.frontline_manage, P.fr
 ROLE_PERMISSIONS[Role.township_admin] |= {P.frontline_read, P.frontline_write}
 ROLE_PERMISSIONS[Role.village_admin] |= {P.frontline_read, P.frontline_write}
 ROLE_PERMISSIONS[Role.auditor] |= {P.frontline_read}
+
+
+# Service clients: a client holds the permissions the city administrator chose for it, never account management
+# (a machine creates no accounts and no clients). Without a choice it reads like an auditor, personal data excepted.
+CLIENT_GRANTABLE: frozenset[Permission] = frozenset(Permission) - {P.users_manage, P.clients_manage}
+CLIENT_DEFAULT: frozenset[Permission] = frozenset(
+    p for p in Permission if p.value.endswith("_read") and p != P.pii_read
+)
 
 
 def permissions_for(role: str) -> frozenset[Permission]:

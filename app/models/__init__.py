@@ -5,6 +5,7 @@ from app.core import idempotency as _idempotency  # noqa: F401  (the idempotency
 from app.models import (  # noqa: F401
     accounts,
     audit,
+    clients,
     evaluations,
     frontline,
     funds,

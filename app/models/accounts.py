@@ -72,6 +72,12 @@ class RefreshRequest(CreateModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
+class PasswordChange(CreateModel):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=10, max_length=128,
+                              description="10 to 128 characters, not the current one, not containing the username")
+
+
 class UserCreate(CreateModel):
     # pattern via StringConstraints: SQLModel's Field(regex=...) is silently ignored under pydantic 2.
     username: Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)] = Field(max_length=50)

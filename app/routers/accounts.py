@@ -2,31 +2,53 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from app.core.errors import problem_response, problem_responses
+from app.core.errors import invalid, problem_response, problem_responses
 from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.permissions import Role
 from app.deps import CurrentUser, ItemId, OptionalIdQuery, SessionDep, UsersManage, UsersRead
-from app.models.accounts import Me, RefreshRequest, TokenPair, UserCreate, UserPublic, UserUpdate
+from app.models.accounts import Me, PasswordChange, RefreshRequest, TokenPair, UserCreate, UserPublic, UserUpdate
+from app.models.clients import ClientToken
 from app.services import accounts as service
+from app.services import clients
 
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 users = APIRouter(prefix="/api/v1/users", tags=["accounts"])
 
 
 class TokenRequest(BaseModel):
-    """The OAuth2 password form (what the /docs Authorize dialog sends)."""
+    """The OAuth2 token request (RFC 6749): the password grant for people (what the /docs Authorize dialog
+    sends), the client-credentials grant for service clients."""
 
-    grant_type: Literal["password"] | None = "password"
-    username: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=1, max_length=256)
+    grant_type: Literal["password", "client_credentials"] | None = "password"
+    username: str | None = Field(default=None, min_length=1, max_length=100,
+                                 description="password grant: the username")
+    password: str | None = Field(default=None, min_length=1, max_length=256,
+                                 description="password grant: the password")
+    client_id: str | None = Field(default=None, min_length=1, max_length=100,
+                                  description="client_credentials grant, unless sent with HTTP Basic")
+    client_secret: str | None = Field(default=None, min_length=1, max_length=256,
+                                      description="client_credentials grant, unless sent with HTTP Basic")
     scope: str = Field(default="", max_length=500)
+
+    @model_validator(mode="after")
+    def _grant_fields(self) -> TokenRequest:
+        if self.grant_type in (None, "password"):
+            missing = [name for name in ("username", "password") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"the password grant needs {' and '.join(missing)}")
+        elif self.username is not None or self.password is not None:
+            raise ValueError("the client_credentials grant takes client_id and client_secret, not a username "
+                             "and password")
+        return self
 
 
 def _rejected(request: Request, detail: str) -> JSONResponse:
@@ -36,22 +58,60 @@ def _rejected(request: Request, detail: str) -> JSONResponse:
                             headers={"WWW-Authenticate": "Bearer"})
 
 
+def _throttled(request: Request, exc: service.LoginThrottled) -> JSONResponse:
+    return problem_response(
+        request, 429, "too_many_login_failures", "Too many requests",
+        "Too many failed logins for this username; wait before trying again.",
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
+def _client_credentials(request: Request, form: TokenRequest) -> tuple[str, str]:
+    """client_id and client_secret from HTTP Basic or the form (RFC 6749 §2.3.1): exactly one of the two."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        if form.client_id is not None or form.client_secret is not None:
+            raise invalid(["body", "client_id"], "send the client credentials once: HTTP Basic or the form")
+        try:
+            user, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise invalid(["header", "Authorization"], "HTTP Basic credentials are not base64 of id:secret") \
+                from None
+        # The id and secret are form-encoded before Basic encoding (§2.3.1).
+        client_id, client_secret = unquote_plus(user), unquote_plus(secret)
+        if not sep or not client_id or not client_secret or len(client_id) > 100 or len(client_secret) > 256:
+            raise invalid(["header", "Authorization"], "HTTP Basic credentials must be a client_id:client_secret")
+        return client_id, client_secret
+    if form.client_id is None or form.client_secret is None:
+        raise invalid(["body", "client_id" if form.client_id is None else "client_secret"],
+                      "the client_credentials grant needs client_id and client_secret (form or HTTP Basic)")
+    return form.client_id, form.client_secret
+
+
 @auth.post(
-    "/token", response_model=TokenPair, operation_id="auth_token", summary="Log in with a password",
+    "/token", response_model=TokenPair | ClientToken, operation_id="auth_token",
+    summary="Get an access token: log in with a password, or as a service client with its credentials",
     responses=problem_responses(401, 422, 429),
 )
-def issue_token(request: Request, form: Annotated[TokenRequest, Form()], session: SessionDep) -> Any:
-    """OAuth2 password grant (a form, as the /docs Authorize dialog sends it): the answer is an access token and a
-    refresh token. A wrong username or password is a 401 invalid_credentials; repeated failures for one username
-    answer 429 with Retry-After until the window passes."""
+def issue_token(request: Request, form: Annotated[TokenRequest, Form()], session: SessionDep,
+                response: Response) -> Any:
+    """`grant_type=password` (the default): a user's access and refresh tokens; five failures within the window
+    answer 429 until it passes. `grant_type=client_credentials`: a service client's access token (no refresh
+    token; ask again when it expires), with `client_id` and `client_secret` in the form or in HTTP Basic."""
+    response.headers["Cache-Control"] = "no-store"
+    if form.grant_type == "client_credentials":
+        client_id, client_secret = _client_credentials(request, form)
+        try:
+            return clients.issue_token(session, client_id, client_secret)
+        except clients.ClientRejected:
+            return problem_response(request, 401, "invalid_client", "Client authentication failed",
+                                    "Unknown client, wrong secret or a revoked client.",
+                                    headers={"WWW-Authenticate": 'Basic realm="api"'})
+    assert form.username is not None and form.password is not None
     try:
         return service.login(session, form.username, form.password).tokens
     except service.LoginThrottled as exc:
-        return problem_response(
-            request, 429, "too_many_login_failures", "Too many requests",
-            "Too many failed logins for this username; wait before trying again.",
-            headers={"Retry-After": str(exc.retry_after)},
-        )
+        return _throttled(request, exc)
     except service.LoginRejected:
         return _rejected(request, "Unknown username or wrong password.")
 
@@ -81,6 +141,27 @@ def logout(body: RefreshRequest, session: SessionDep, actor: CurrentUser) -> Res
     body."""
     service.logout(session, actor, body.refresh_token)
     return Response(status_code=204)
+
+
+@auth.post(
+    "/password", response_model=TokenPair, operation_id="auth_change_password",
+    summary="Change your own password (every session of yours ends; a fresh token pair is returned)",
+    responses=problem_responses(401, 403, 422, 429),
+)
+def change_password(request: Request, body: PasswordChange, session: SessionDep, actor: CurrentUser,
+                    response: Response) -> Any:
+    """Any user, at any level. A wrong current password is a 403 `wrong_password` and counts as a failed login of
+    the account (five within the window answer 429), so a stolen access token cannot be used to guess it."""
+    response.headers["Cache-Control"] = "no-store"
+    try:
+        return service.change_own_password(session, actor, body.current_password, body.new_password)
+    except service.LoginThrottled as exc:
+        return _throttled(request, exc)
+    except service.WrongPassword:
+        # Returned, not raised: the failure it recorded is committed with the answer.
+        return problem_response(request, 403, "wrong_password", "Wrong password",
+                                "The current password is wrong.",
+                                errors=[{"loc": ["body", "current_password"], "msg": "wrong password"}])
 
 
 @auth.get("/me", response_model=Me, operation_id="auth_me", summary="Who am I",

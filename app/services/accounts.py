@@ -83,14 +83,27 @@ def _throttle_window_start() -> dt.datetime:
     return utcnow() - dt.timedelta(minutes=get_settings().login_window_minutes)
 
 
-def login(session: Session, username: str, password: str) -> LoginResult:
-    """Password login. Raises LoginThrottled past the failure limit, LoginRejected otherwise."""
+# Namespace of the advisory locks that serialise password attempts per username (PostgreSQL).
+_LOGIN_LOCK_NAMESPACE = 7_301
+
+
+def _throttle_key(username: str) -> str:
+    return username.strip().lower()[:100]
+
+
+def _check_throttle(session: Session, key: str) -> None:
+    """Raise LoginThrottled when `key` has used up its failures; otherwise hold it until the transaction ends.
+
+    The count, the password check and the failure it may record must be one step, or a burst of parallel
+    attempts all read the same count and all get a try. SQLite writers are serialised already (every POST
+    begins IMMEDIATE); PostgreSQL takes a transaction-level advisory lock on the username, known or not, so
+    attempts on one username wait for each other and each sees the failures of the ones before."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_LOGIN_LOCK_NAMESPACE, func.hashtext(key))))
     settings = get_settings()
-    key = username.strip().lower()[:100]
-    since = _throttle_window_start()
     failures = session.execute(
         select(func.count(), func.min(LoginFailure.at))
-        .where(LoginFailure.username == key, LoginFailure.at > since)
+        .where(LoginFailure.username == key, LoginFailure.at > _throttle_window_start())
     ).one()
     if failures[0] >= settings.login_max_failures:
         oldest: dt.datetime = failures[1]
@@ -98,13 +111,30 @@ def login(session: Session, username: str, password: str) -> LoginResult:
             oldest = oldest.replace(tzinfo=dt.UTC)
         retry = int((oldest + dt.timedelta(minutes=settings.login_window_minutes) - utcnow()).total_seconds())
         raise LoginThrottled(max(retry, 1))
+
+
+def purge_login_failures(session: Session) -> int:
+    """Failures older than the window count for nothing: drop them so the table stays bounded."""
+    result = session.execute(delete(LoginFailure).where(LoginFailure.at <= _throttle_window_start()))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _record_failure(session: Session, key: str) -> None:
+    purge_login_failures(session)
+    session.add(LoginFailure(username=key))
+    session.flush()
+
+
+def login(session: Session, username: str, password: str) -> LoginResult:
+    """Password login. Raises LoginThrottled past the failure limit, LoginRejected otherwise."""
+    key = _throttle_key(username)
+    _check_throttle(session, key)
     user = session.scalar(select(User).where(func.lower(User.username) == key))
+    if user is not None and user.role == Role.service_client:
+        user = None  # a service client's principal has no password: it is not a user one can log in as
     ok = verify_password(password, user.password_hash if user else None)
     if not ok or user is None or not user.is_active:
-        # Failures older than the window count for nothing: drop them so the table stays bounded.
-        session.execute(delete(LoginFailure).where(LoginFailure.at <= since))
-        session.add(LoginFailure(username=key))
-        session.flush()
+        _record_failure(session, key)
         raise LoginRejected()
     session.execute(delete(LoginFailure).where(LoginFailure.username == key))
     tokens = _issue_pair(session, user, uuid.uuid4().hex)
@@ -156,6 +186,45 @@ def logout(session: Session, actor: Actor, token: str) -> None:
                  org_id=actor.org_id)
 
 
+def _end_sessions(session: Session, user: User) -> None:
+    """Every token the user holds stops working: access tokens by their version, refresh tokens revoked."""
+    user.token_version += 1
+    session.execute(
+        update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+class WrongPassword(Exception):
+    """The current password did not match. The failure it recorded must be committed with the answer."""
+
+
+def change_own_password(session: Session, actor: Actor, current: str, new: str) -> TokenPair:
+    """A user changes their own password: the current one is checked (and throttled like a login, so a stolen
+    access token cannot be used to guess it); every session of theirs ends and a fresh pair is returned."""
+    if actor.role == Role.service_client:
+        raise ProblemError(403, "client_has_no_password",
+                           "A service client has no password: a city administrator rotates its secret.")
+    user = session.get(User, actor.user_id)
+    assert user is not None
+    key = _throttle_key(user.username)
+    _check_throttle(session, key)
+    if not verify_password(current, user.password_hash):
+        _record_failure(session, key)
+        raise WrongPassword()
+    if new == current:
+        raise invalid(["body", "new_password"], "the new password must differ from the current one")
+    if user.username.lower() in new.lower():
+        raise invalid(["body", "new_password"], "the new password must not contain the username")
+    session.execute(delete(LoginFailure).where(LoginFailure.username == key))
+    user.password_hash = hash_password(new)
+    _end_sessions(session, user)
+    session.flush()
+    audit.record(session, actor=actor, action="user.password_change", entity="user", entity_id=user.id,
+                 org_id=user.org_id, after={"password": "changed"})
+    return _issue_pair(session, user, uuid.uuid4().hex)
+
+
 def actor_for(session: Session, user: User) -> Actor:
     path = session.scalar(select(Organization.path).where(Organization.id == user.org_id)) or "/"
     assert user.id is not None
@@ -184,8 +253,8 @@ def get_user(session: Session, actor: Actor, user_id: int) -> User:
     row = session.execute(
         select(User, Organization.path).join(Organization, Organization.id == User.org_id).where(User.id == user_id)
     ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("User", user_id)
+    if row is None or not actor.covers(row[1]) or row[0].role == Role.service_client:
+        raise not_found("User", user_id)  # a client's principal is managed under /api/v1/clients
     return row[0]
 
 
@@ -194,7 +263,7 @@ def list_users(
     subtree: bool, active: bool | None,
 ) -> tuple[list[User], int]:
     stmt = select(User).join(Organization, Organization.id == User.org_id).where(
-        in_subtree(Organization.path, actor.org_path)
+        in_subtree(Organization.path, actor.org_path), User.role != Role.service_client
     )
     if role:
         stmt = stmt.where(User.role == role)
@@ -207,6 +276,8 @@ def list_users(
 
 
 def _check_grant(session: Session, actor: Actor, role: str, org_id: int, loc: str) -> None:
+    if role not in ROLE_LEVEL or actor.role not in ROLE_LEVEL:
+        raise invalid(["body", loc], "service clients are created under /api/v1/clients, not as users")
     if ROLE_RANK[Role(role)] > ROLE_RANK[Role(actor.role)]:
         raise ProblemError(403, "role_above_own", f"You cannot grant the role {role}, which is above your own.")
     path = require_org_in_scope(session, actor, org_id)
@@ -260,11 +331,7 @@ def update_user(session: Session, actor: Actor, user: User, data: UserUpdate) ->
     if "full_name" in changes:
         user.full_name = changes["full_name"]
     if revoke:
-        user.token_version += 1
-        session.execute(
-            update(RefreshToken).where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
+        _end_sessions(session, user)
     session.flush()
     after = _user_snapshot(user)
     if changes.get("password") is not None:

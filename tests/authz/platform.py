@@ -9,7 +9,7 @@ from app.core.security import create_token, token_digest
 from app.models.accounts import RefreshToken
 from app.models.organizations import Organization
 from tests.authz.registry import Ctx, Expect, Req, case, if_match, unique
-from tests.factories import make_org
+from tests.factories import PASSWORD, make_org
 
 # --- meta and auth ----------------------------------------------------------
 
@@ -43,6 +43,17 @@ def auth_logout(ctx: Ctx, owner: Organization) -> Req:
                             expires_at=issued.expires_at))
     ctx.db.flush()
     return Req("POST", "/api/v1/auth/logout", json={"refresh_token": issued.token})
+
+
+@case(
+    "auth_change_password",
+    any_user="every user may change their own password",
+    auditor_writes="an auditor's own password is their own to change; it is no record an auditor guards",
+    targetless="concerns the caller's own account only",
+)
+def auth_change_password(ctx: Ctx, owner: Organization) -> Req:
+    return Req("POST", "/api/v1/auth/password",
+               json={"current_password": PASSWORD, "new_password": unique("a-new-long-password-")})
 
 
 # --- user accounts ----------------------------------------------------------

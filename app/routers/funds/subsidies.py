@@ -13,7 +13,7 @@ from app.core.errors import problem_responses
 from app.core.history import recorded
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
-from app.deps import FundsApprove, FundsManage, FundsRead, ItemId, OptionalIdQuery, SessionDep
+from app.deps import FundsApprove, FundsConfigure, FundsManage, FundsRead, ItemId, OptionalIdQuery, SessionDep
 from app.models.funds.budgets import ReasonBody
 from app.models.funds.common import YEAR_MAX, YEAR_MIN
 from app.models.funds.subsidies import (
@@ -72,7 +72,7 @@ def get_policy(policy_id: ItemId, session: SessionDep, actor: FundsRead) -> Any:
 
 @policies.post("", response_model=SubsidyPolicyPublic, status_code=201, operation_id="funds_subsidy_policies_create",
                summary="Record a kind's rates from a date (city only)", responses=WRITE_ERRORS)
-def create_policy(body: SubsidyPolicyCreate, session: SessionDep, actor: FundsManage, response: Response) -> Any:
+def create_policy(body: SubsidyPolicyCreate, session: SessionDep, actor: FundsConfigure, response: Response) -> Any:
     """Flat kinds have one rate; basic_pay one per title; altitude_allowance bands of metres and retired_allowance
     bands of completed service years, [band_min, band_max). A kind's periods never overlap (409 policy_overlap)."""
     policy = service.create_policy(session, actor, body)
@@ -83,7 +83,7 @@ def create_policy(body: SubsidyPolicyCreate, session: SessionDep, actor: FundsMa
 
 @policies.post("/{policy_id}/close", response_model=SubsidyPolicyPublic, operation_id="funds_subsidy_policies_close",
                summary="End a policy's validity (city only)", responses=WRITE_ERRORS)
-def close_policy(policy_id: ItemId, body: PolicyClose, session: SessionDep, actor: FundsManage) -> Any:
+def close_policy(policy_id: ItemId, body: PolicyClose, session: SessionDep, actor: FundsConfigure) -> Any:
     """Ends a policy's validity on `valid_to` (city only) so a successor can start the day after. Closing only shortens
     a policy and cannot end it before it started (422 naming valid_to); to change rates record a new policy."""
     policy = service.close_policy(session, actor, service.get_policy(session, policy_id), body)

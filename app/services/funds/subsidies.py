@@ -59,6 +59,8 @@ LINE_SORTABLE = {"id": SubsidyLine.id, "kind": SubsidyLine.kind, "amount": Subsi
 
 
 def _require_city(actor: Actor, what: str) -> None:
+    # The routes ask for funds_configure, which only city roles hold; this also stops a service client that holds
+    # it with a scope below the city.
     if not actor.sees_everything:
         raise ProblemError(403, "city_only", f"Only the city may {what}: subsidy rates are city-wide.")
 
