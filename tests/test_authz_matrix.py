@@ -82,7 +82,7 @@ def _operations() -> dict[str, Operation]:
     for rc in routing.iter_route_contexts(app.routes):
         if isinstance(rc.original_route, routing.APIRoute):
             for method in rc.methods:
-                routes[(method.lower(), rc.path)] = rc
+                routes[(method.lower(), rc.path_format)] = rc
     ops = {}
     for path, items in app.openapi()["paths"].items():
         for method, op in items.items():
