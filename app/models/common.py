@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, model_validator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, model_validator
 from sqlalchemy import Column, Integer, String
 from sqlmodel import Field, SQLModel
 
@@ -45,6 +46,56 @@ def _reject_nul(value: Any, loc: str = "body") -> None:
             _reject_nul(v, loc)
 
 
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", dict: "object", list: "array",
+               type(None): "null"}
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+_contract_types: dict[type, dict[str, tuple[set[str], set[str]]]] = {}
+
+
+def _property_types(schema: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The JSON types and string formats a property's schema allows (empty: not stated, e.g. a $ref)."""
+    branches = schema.get("anyOf") or schema.get("oneOf") or [schema]
+    types: set[str] = set()
+    formats: set[str] = set()
+    for branch in branches:
+        kind = branch.get("type")
+        if kind is None:
+            return set(), set()  # a branch the check cannot read alone: leave the property to pydantic
+        types.update(kind if isinstance(kind, list) else [kind])
+        if "format" in branch:
+            formats.add(branch["format"])
+    return types, formats
+
+
+def _require_contract_types(model: type, data: dict[str, Any]) -> None:
+    """Each body field takes only the JSON type its contract names (found by the contract fuzzer).
+
+    Pydantic's lax mode took `false` for an integer, `0` for a boolean or a date (a Unix timestamp) and a JSON
+    number for a yuan or decimal string; a date or date-time in a string is ISO 8601 only (not "0", and a date is
+    not a date-time at midnight). The rule is the model's own JSON schema, so it cannot drift from the contract.
+    """
+    rules = _contract_types.get(model)
+    if rules is None:
+        properties = model.model_json_schema(mode="validation").get("properties", {})  # type: ignore[attr-defined]
+        rules = {name: _property_types(schema) for name, schema in properties.items()}
+        _contract_types[model] = rules
+    for name, value in data.items():
+        types, formats = rules.get(name, (set(), set()))
+        if not types:
+            continue
+        kind = _JSON_TYPES.get(type(value))
+        if kind is None:
+            continue
+        if kind not in types and not (kind == "integer" and "number" in types):
+            raise ValueError(f"{name}: expected {' or '.join(sorted(types))}, got {kind}")
+        if kind == "string" and formats and not any(
+            (f == "date" and _ISO_DATE.fullmatch(value)) or (f == "date-time" and _ISO_DATETIME.match(value))
+            or f not in ("date", "date-time") for f in formats
+        ):
+            raise ValueError(f"{name}: expected an ISO 8601 {' or '.join(sorted(formats))}")
+
+
 class CreateModel(SQLModel):
     """Base for request bodies: unknown fields rejected, no NUL characters in any text."""
 
@@ -54,6 +105,8 @@ class CreateModel(SQLModel):
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
         _reject_nul(data)
+        if isinstance(data, dict):
+            _require_contract_types(cls, data)
         return data
 
 
@@ -77,8 +130,23 @@ def _instant_in_range(value: dt.datetime) -> dt.datetime:
     return value
 
 
+def _iso_text(pattern: re.Pattern[str], what: str) -> Any:
+    """A query's date or time is ISO 8601 text: pydantic's lax mode read "0" or "0.5" as a Unix timestamp."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not (pattern.fullmatch(value) if pattern is _ISO_DATE else pattern.match(value)):
+            raise ValueError(f"expected an ISO 8601 {what}")
+        if isinstance(value, int | float):
+            raise ValueError(f"expected an ISO 8601 {what}, not a number")
+        return value
+
+    return BeforeValidator(check)
+
+
 # A point in time in a query (`from`, `updated_since`, `as_of`): ISO 8601 with an offset (a naive time is a 422).
-Timestamp = Annotated[AwareDatetime, AfterValidator(_instant_in_range)]
+Timestamp = Annotated[AwareDatetime, _iso_text(_ISO_DATETIME, "date-time"), AfterValidator(_instant_in_range)]
+# A day in a query: YYYY-MM-DD only.
+IsoDate = Annotated[dt.date, _iso_text(_ISO_DATE, "date")]
 
 
 # Ids fit PostgreSQL's INTEGER; anything larger is a 422, never a database error.

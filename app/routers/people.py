@@ -12,7 +12,7 @@ from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import AUDITED_READ, ItemId, OptionalIdQuery, PeopleRead, PeopleWrite, SessionDep
-from app.models.common import date_in_range
+from app.models.common import IsoDate, date_in_range
 from app.models.people import (
     Gender,
     MemberStatus,
@@ -69,7 +69,7 @@ def list_people(
     q: Annotated[str | None, Query(min_length=1, max_length=50, description="Part of the name")] = None,
     has_position: Annotated[bool | None, Query(description="Holds (true) or holds no (false) position on `on`")] = None,
     title: Annotated[PositionTitle | None, Query(description="Holds a position with this title on `on`")] = None,
-    on: Annotated[dt.date | None, _date_query("The day has_position and title look at")] = None,
+    on: Annotated[IsoDate | None, _date_query("The day has_position and title look at")] = None,
 ) -> Any:
     """People whose organisation is in the caller's subtree. Sortable by id, name, org_id, birth_date,
     joined_party_on, created_at. With pii_read the page is unmasked and one `person.pii_read` audit row
@@ -145,7 +145,7 @@ def update_person(
 )
 def person_service_years(
     person_id: ItemId, session: SessionDep, actor: PeopleRead,
-    as_of: Annotated[dt.date | None, _date_query("Count up to this day, inclusive")] = None,
+    as_of: Annotated[IsoDate | None, _date_query("Count up to this day, inclusive")] = None,
 ) -> Any:
     """Years of service up to `as_of` (today by default) in any position in any organisation: positions are clipped to
     `as_of` and merged where they overlap or follow each other without a gap, so no day counts twice."""
@@ -167,7 +167,7 @@ def list_positions(
     org_id: OptionalIdQuery = None,
     subtree: bool = False,
     title: PositionTitle | None = None,
-    active_on: Annotated[dt.date | None, Query(description="Held on this day (both ends inclusive)")] = None,
+    active_on: Annotated[IsoDate | None, Query(description="Held on this day (both ends inclusive)")] = None,
 ) -> Any:
     """Positions in an organisation in scope or held by a person in scope. Sortable by id, person_id,
     org_id, title, started_on, ended_on."""
@@ -225,7 +225,7 @@ def end_position(position_id: ItemId, body: PositionEnd, session: SessionDep, ac
 )
 def office_holders(
     org_id: ItemId, session: SessionDep, actor: PeopleRead,
-    on: Annotated[dt.date | None, _date_query("The day")] = None,
+    on: Annotated[IsoDate | None, _date_query("The day")] = None,
     title: Annotated[list[PositionTitle] | None, Query(max_length=len(PositionTitle))] = None,
 ) -> Any:
     """Positions in the organisation held on `on` (started_on and ended_on inclusive), secretary first."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -13,6 +12,7 @@ from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, OptionalIdQuery, PostsConfigure, PostsRead, PostsWrite, SessionDep
+from app.models.common import IsoDate
 from app.models.posts import (
     YEAR_MAX,
     YEAR_MIN,
@@ -259,8 +259,8 @@ def review_assignment(assignment_id: ItemId, body: AssignmentReview, session: Se
 def list_logs(
     request: Request, session: SessionDep, actor: PostsRead, page: PageDep,
     assignment_id: OptionalIdQuery = None, person_id: OptionalIdQuery = None,
-    date_from: Annotated[dt.date | None, Query(description="Entries on or after this day")] = None,
-    date_to: Annotated[dt.date | None, Query(description="Entries on or before this day")] = None,
+    date_from: Annotated[IsoDate | None, Query(description="Entries on or after this day")] = None,
+    date_to: Annotated[IsoDate | None, Query(description="Entries on or before this day")] = None,
     org_id: OptionalIdQuery = None, subtree: bool = False,
 ) -> Any:
     """Sortable by id, entry_date, hours (default: latest first)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -12,7 +11,7 @@ from app.core.errors import ProblemError, problem_responses
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.deps import DuesRead, DuesWrite, ItemId, OptionalIdQuery, SessionDep
-from app.models.common import MAX_ID
+from app.models.common import MAX_ID, IsoDate
 from app.models.funds.common import YEAR_MAX, YEAR_MIN, parse_month
 from app.models.funds.dues import (
     ArrearsDecisionCreate,
@@ -45,7 +44,7 @@ MonthQuery = Annotated[str | None, Query(pattern=r"^(20\d{2}|2100)-(0[1-9]|1[0-2
             summary="The national dues rates (data, effective-dated)", responses=READ_ERRORS)
 def dues_rates(
     session: SessionDep, actor: DuesRead, category: DuesCategory | None = None,
-    on: Annotated[dt.date | None, Query(description="Only rates valid on this day")] = None,
+    on: Annotated[IsoDate | None, Query(description="Only rates valid on this day")] = None,
 ) -> Any:
     """Employed and retired members pay the rate of their bracket on the WHOLE base (brackets are inclusive upper
     bounds), not progressively; other categories a fixed amount in [fixed_min, fixed_max]."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -14,6 +13,7 @@ from app.core.history import recorded
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.deps import FundsApprove, FundsConfigure, FundsManage, FundsRead, ItemId, OptionalIdQuery, SessionDep
+from app.models.common import IsoDate
 from app.models.funds.budgets import ReasonBody
 from app.models.funds.common import YEAR_MAX, YEAR_MIN
 from app.models.funds.subsidies import (
@@ -48,7 +48,7 @@ WRITE_ERRORS = problem_responses(401, 403, 404, 409, 422)
               responses={**READ_ERRORS, **CSV_RESPONSE_DOC})
 def list_policies(
     request: Request, session: SessionDep, actor: FundsRead, page: PageDep, kind: SubsidyKind | None = None,
-    on: Annotated[dt.date | None, Query(description="Only policies valid on this day")] = None,
+    on: Annotated[IsoDate | None, Query(description="Only policies valid on this day")] = None,
 ) -> Any:
     """Sortable by id, kind, valid_from."""
     items, total = service.list_policies(session, kind=kind, on=on, params=page)

@@ -12,6 +12,7 @@ from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, MeetingsWrite, OptionalIdQuery, SessionDep, StandardsManage, StandardsRead
+from app.models.common import IsoDate
 from app.models.standards import (
     MAX_YEAR,
     MIN_YEAR,
@@ -35,7 +36,7 @@ WRITE_ERRORS = problem_responses(401, 403, 404, 409, 422)
 PATCH_ERRORS = problem_responses(401, 403, 404, 409, 412, 422, 428)
 IfMatch = Annotated[str | None, Header(description="The ETag of the version being changed")]
 YearQuery = Annotated[int | None, Query(ge=MIN_YEAR, le=MAX_YEAR)]
-DateQuery = Annotated[dt.date | None, Query(ge=dt.date(1900, 1, 1), le=dt.date(2100, 12, 31))]
+DateQuery = Annotated[IsoDate | None, Query(ge=dt.date(1900, 1, 1), le=dt.date(2100, 12, 31))]
 
 # ---------------------------------------------------------------- required frequencies
 
