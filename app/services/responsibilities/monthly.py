@@ -382,8 +382,13 @@ def present_assignment(a: TaskAssignment, title: str, org_name: str, today: dt.d
 
 
 def _assignment_rows() -> Any:
+    # Outer joins, though every assignment has its task and organisation (NOT NULL foreign keys), so the results
+    # are the same: they keep the assignment as the driving table, so the total and the rows an offset skips
+    # read neither joined table (PostgreSQL removes the joins from the count) and a page walks the index of the
+    # default order. Bench, 155,520 assignments: total 476 -> 39 ms (SQLite), 456 -> 54 ms (PostgreSQL);
+    # offset 50,000 242 -> 22 ms, 183 -> 116 ms (issue 8).
     return (select(A, MonthlyTask.title, Organization.name)
-            .join(MonthlyTask, MonthlyTask.id == A.task_id).join(Organization, Organization.id == A.org_id))
+            .outerjoin(MonthlyTask, MonthlyTask.id == A.task_id).outerjoin(Organization, Organization.id == A.org_id))
 
 
 def get_assignment(session: Session, actor: Actor, assignment_id: int) -> tuple[TaskAssignment, Organization]:
