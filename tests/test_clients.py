@@ -261,6 +261,28 @@ def test_a_writing_client_is_audited_under_its_name(client: TestClient, world: W
     assert r.status_code == 404, r.text
 
 
+def test_maker_checker_and_idempotency_hold_for_a_client(client: TestClient, world: World, db: Session) -> None:
+    """The client's principal is the id every record it writes refers to: keys replay for it alone and it cannot
+    approve what it requested, as a user cannot."""
+    from tests.funds_support import make_line
+
+    line = make_line(db, world.t1)
+    made = _made(client, world, org=world.t1, permissions=["funds_read", "funds_request", "funds_approve"])
+    auth = {**_bearer(client, made), "Idempotency-Key": "client-disb-1"}
+    body = {"line_id": line.id, "payee_kind": "other", "payee_name": "康定印刷厂", "purpose": "资料印制",
+            "disbursed_on": "2019-05-06", "amount": "12.00"}
+    first = client.post("/api/v1/disbursements", headers=auth, json=body)
+    assert first.status_code == 201, first.text
+    again = client.post("/api/v1/disbursements", headers=auth, json=body)
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    principal = db.get(ServiceClient, made["id"]).user_id  # type: ignore[union-attr]
+    assert first.json()["created_by"] == principal
+    r = client.post(f"/api/v1/disbursements/{first.json()['id']}/approve", headers=_bearer(client, made))
+    assert r.status_code == 403 and r.json()["code"] == "maker_checker", r.text
+    assert client.post(f"/api/v1/disbursements/{first.json()['id']}/approve", headers=world.auth("t1")) \
+        .status_code == 200
+
+
 def test_personal_data_follows_the_clients_permissions(client: TestClient, world: World, db: Session) -> None:
     person = make_person(db, world.v1, name="王五", phone="13812345678")
     masked = _bearer(client, _made(client, world, org=world.t1))
