@@ -173,6 +173,8 @@ def server_env(url: str, dialect: str) -> dict[str, str]:
         # Production settings; production refuses SQLite, so SQLite runs as development (the only difference
         # the environment makes is that refusal).
         "ENVIRONMENT": "production" if dialect == "postgresql" else "development",
+        # As the Dockerfile sets it: glibc's per-thread malloc arenas otherwise fragment a worker's memory.
+        "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
     })
     return env
 
