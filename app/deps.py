@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.core.db import new_session
 from app.core.errors import ProblemError
+from app.core.observability import PRINCIPAL_SCOPE_KEY
 from app.core.permissions import Permission, Role, permissions_for
 from app.core.scope import Actor
 from app.core.security import TokenError, decode_token
@@ -117,8 +118,15 @@ _ACTOR_QUERY = (
 
 
 def get_current_actor(
-    session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Actor:
+    actor = _actor_of(session, token)
+    # The access log names who made each call, users and service clients alike (app.core.observability).
+    request.scope[PRINCIPAL_SCOPE_KEY] = (actor.username, str(actor.role))
+    return actor
+
+
+def _actor_of(session: Session, token: str | None) -> Actor:
     if not token:
         raise unauthenticated()
     try:

@@ -261,6 +261,33 @@ def test_a_writing_client_is_audited_under_its_name(client: TestClient, world: W
     assert r.status_code == 404, r.text
 
 
+def test_every_call_of_a_client_is_logged_under_its_name(client: TestClient, world: World) -> None:
+    """Reads write no audit row (for users neither); the access log names the client on every call."""
+    import io
+    import json as jsonlib
+    import logging
+
+    from app.core.observability import JsonFormatter
+
+    made = _made(client, world, org=world.t1)
+    auth = _bearer(client, made)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("app.access")
+    saved = access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        assert client.get("/api/v1/organizations", headers=auth).status_code == 200
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(saved)
+    entries = [jsonlib.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    assert any(e.get("route") == "/api/v1/organizations" and e.get("user") == made["name"]
+               and e.get("role") == "service_client" for e in entries), entries
+
+
 def test_maker_checker_and_idempotency_hold_for_a_client(client: TestClient, world: World, db: Session) -> None:
     """The client's principal is the id every record it writes refers to: keys replay for it alone and it cannot
     approve what it requested, as a user cannot."""

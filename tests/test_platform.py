@@ -418,6 +418,10 @@ def test_log_lines_are_json_and_hold_no_secrets_or_personal_data(
     assert all({"ts", "level", "logger", "msg", "request_id"} <= set(e) for e in entries)
     access = [e for e in entries if e["logger"] == "app.access"]
     assert any(e.get("route") == "/api/v1/auth/me" and e.get("status") == 200 for e in access)
+    # Every authenticated call is logged under its caller; a refused token names nobody.
+    assert any(e.get("route") == "/api/v1/auth/me" and e.get("user") == "v1_admin" and e.get("role") == "village_admin"
+               for e in access)
+    assert all("user" not in e for e in access if e.get("route") == "/api/v1/auth/token")
     crash_logs = [e for e in entries if e["level"] == "ERROR"]
     assert crash_logs and all(e["request_id"] == crash.headers["X-Request-ID"] for e in crash_logs)
     text_all = captured_logs.getvalue()

@@ -31,6 +31,8 @@ SECURITY_HEADERS = [
 ]
 
 log = logging.getLogger("app.access")
+# Set by the current-user dependency: (username, role) of the caller, logged with the request.
+PRINCIPAL_SCOPE_KEY = "app.principal"
 error_log = logging.getLogger("app.errors")
 
 # Last line of defence for messages and tracebacks that echo input: ID numbers, mobile numbers, tokens.
@@ -60,7 +62,7 @@ class JsonFormatter(logging.Formatter):
             "msg": redact(record.getMessage()),
             "request_id": request_id_var.get(),
         }
-        for key in ("method", "route", "status", "duration_ms", "error"):
+        for key in ("method", "route", "status", "duration_ms", "user", "role", "error"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
@@ -171,9 +173,12 @@ class ObservabilityMiddleware:
             REQUESTS.labels(scope["method"], template, str(status_holder["status"])).inc()
             LATENCY.labels(scope["method"], template, str(status_holder["status"])).observe(elapsed)
             if log.isEnabledFor(logging.INFO):
-                log.info("request", extra={"method": scope["method"], "route": template,
-                                           "status": status_holder["status"],
-                                           "duration_ms": round(elapsed * 1000, 2)})
+                extra: dict[str, Any] = {"method": scope["method"], "route": template,
+                                         "status": status_holder["status"], "duration_ms": round(elapsed * 1000, 2)}
+                principal = scope.get(PRINCIPAL_SCOPE_KEY)
+                if principal is not None:
+                    extra["user"], extra["role"] = principal
+                log.info("request", extra=extra)
             request_id_var.reset(token)
 
 
