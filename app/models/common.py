@@ -6,7 +6,8 @@ import datetime as dt
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, model_validator
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy import Column, Integer, String
 from sqlmodel import Field, SQLModel
 
@@ -68,7 +69,7 @@ def _property_types(schema: dict[str, Any]) -> tuple[set[str], set[str]]:
     return types, formats
 
 
-def _require_contract_types(model: type, data: dict[str, Any]) -> None:
+def _contract_type_errors(model: type, data: dict[str, Any]) -> list[tuple[str, str]]:
     """Each body field takes only the JSON type its contract names (found by the contract fuzzer).
 
     Pydantic's lax mode took `false` for an integer, `0` for a boolean or a date (a Unix timestamp) and a JSON
@@ -80,20 +81,20 @@ def _require_contract_types(model: type, data: dict[str, Any]) -> None:
         properties = model.model_json_schema(mode="validation").get("properties", {})  # type: ignore[attr-defined]
         rules = {name: _property_types(schema) for name, schema in properties.items()}
         _contract_types[model] = rules
+    errors = []
     for name, value in data.items():
         types, formats = rules.get(name, (set(), set()))
-        if not types:
-            continue
         kind = _JSON_TYPES.get(type(value))
-        if kind is None:
+        if not types or kind is None:
             continue
         if kind not in types and not (kind == "integer" and "number" in types):
-            raise ValueError(f"{name}: expected {' or '.join(sorted(types))}, got {kind}")
-        if kind == "string" and formats and not any(
+            errors.append((name, f"expected {' or '.join(sorted(types))}, got {kind}"))
+        elif kind == "string" and formats and not any(
             (f == "date" and _ISO_DATE.fullmatch(value)) or (f == "date-time" and _ISO_DATETIME.match(value))
             or f not in ("date", "date-time") for f in formats
         ):
-            raise ValueError(f"{name}: expected an ISO 8601 {' or '.join(sorted(formats))}")
+            errors.append((name, f"expected an ISO 8601 {' or '.join(sorted(formats))}"))
+    return errors
 
 
 class CreateModel(SQLModel):
@@ -105,9 +106,24 @@ class CreateModel(SQLModel):
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
         _reject_nul(data)
-        if isinstance(data, dict):
-            _require_contract_types(cls, data)
         return data
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _contract_types(cls, data: Any, handler: Any) -> Any:
+        """Each field's JSON type as the contract names it, reported with the fields' own errors."""
+        mismatches = _contract_type_errors(cls, data) if isinstance(data, dict) else []
+        if not mismatches:
+            return handler(data)
+        try:
+            handler(data)
+            errors: list[Any] = []
+        except ValidationError as exc:
+            errors = [InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"]), loc=e["loc"], input=e["input"])
+                      for e in exc.errors() if e["loc"][:1] not in [(name,) for name, _ in mismatches]]
+        errors += [InitErrorDetails(type=PydanticCustomError("contract_type", msg), loc=(name,), input=data[name])
+                   for name, msg in mismatches]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
 
 
 class UpdateModel(CreateModel):
