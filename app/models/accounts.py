@@ -10,10 +10,18 @@ from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from app.core.db import UTCDateTime
+from app.core.enums import LabeledEnum
 from app.core.permissions import Permission, Role
 from app.models.common import CreateModel, UpdateModel, created_at_field, enum_field, id_field, updated_at_field
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]{3,50}$"
+
+
+class GrantType(LabeledEnum):
+    """OAuth2 grants the token endpoint takes (RFC 6749 §4.3 and §4.4)."""
+
+    password = "password", "密码授权", "Password"
+    client_credentials = "client_credentials", "客户端凭证授权", "Client credentials"
 
 
 class User(SQLModel, table=True):

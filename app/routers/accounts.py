@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Form, Request, Response
@@ -15,7 +15,16 @@ from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.permissions import Role
 from app.deps import CurrentUser, ItemId, OptionalIdQuery, SessionDep, UsersManage, UsersRead
-from app.models.accounts import Me, PasswordChange, RefreshRequest, TokenPair, UserCreate, UserPublic, UserUpdate
+from app.models.accounts import (
+    GrantType,
+    Me,
+    PasswordChange,
+    RefreshRequest,
+    TokenPair,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
 from app.models.clients import ClientToken
 from app.services import accounts as service
 from app.services import clients
@@ -28,7 +37,7 @@ class TokenRequest(BaseModel):
     """The OAuth2 token request (RFC 6749): the password grant for people (what the /docs Authorize dialog
     sends), the client-credentials grant for service clients."""
 
-    grant_type: Literal["password", "client_credentials"] | None = "password"
+    grant_type: GrantType | None = GrantType.password
     username: str | None = Field(default=None, min_length=1, max_length=100,
                                  description="password grant: the username")
     password: str | None = Field(default=None, min_length=1, max_length=256,

@@ -24,6 +24,13 @@ from app.models.evaluations.common import MAX_VOTES, TEXT_MAX, SettingValue, dat
 from app.models.posts import PostReviewGrade
 
 
+class CommendationReason(LabeledEnum):
+    """Why a member is a commendation candidate in a year."""
+
+    rated_excellent = "rated_excellent", "民主评议优秀", "Rated excellent in the democratic evaluation"
+    post_review_excellent = "post_review_excellent", "设岗定责考评优秀", "Excellent duty-post review"
+
+
 class MemberRating(LabeledEnum):
     excellent = "excellent", "优秀", "Excellent"
     qualified = "qualified", "合格", "Qualified"

@@ -3,7 +3,7 @@ reserve cadre pool."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from app.core.versioning import parse_if_match, set_etag
 from app.deps import EvaluationsRead, EvaluationsWrite, ItemId, OptionalIdQuery, SessionDep
 from app.models.evaluations.members import (
     CommendationCandidate,
+    CommendationReason,
     DemocraticEvaluationCreate,
     DemocraticEvaluationPublic,
     DemocraticEvaluationStatus,
@@ -230,7 +231,7 @@ def reject_case(case_id: ItemId, body: DisposalRejection, session: SessionDep, a
                 responses=LIST_RESPONSES)
 def list_candidates(
     request: Request, session: SessionDep, actor: EvaluationsRead, page: PageDep, year: YearQuery,
-    reason: Annotated[Literal["rated_excellent", "post_review_excellent"] | None,
+    reason: Annotated[CommendationReason | None,
                       Query(description="Only candidates for this reason")] = None,
     org_id: OptionalIdQuery = None, subtree: bool = False,
 ) -> Any:
