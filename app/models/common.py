@@ -85,6 +85,8 @@ def _contract_type_errors(model: type, data: dict[str, Any]) -> list[tuple[str, 
     for name, value in data.items():
         types, formats = rules.get(name, (set(), set()))
         kind = _JSON_TYPES.get(type(value))
+        if kind == "number" and value.is_integer():
+            kind = "integer"  # JSON Schema: 912.0 is an integer
         if not types or kind is None:
             continue
         if kind not in types and not (kind == "integer" and "number" in types):
@@ -161,8 +163,8 @@ def _iso_text(pattern: re.Pattern[str], what: str) -> Any:
 
 # A point in time in a query (`from`, `updated_since`, `as_of`): ISO 8601 with an offset (a naive time is a 422).
 Timestamp = Annotated[AwareDatetime, _iso_text(_ISO_DATETIME, "date-time"), AfterValidator(_instant_in_range)]
-# A day in a query: YYYY-MM-DD only.
-IsoDate = Annotated[dt.date, _iso_text(_ISO_DATE, "date")]
+# A day in a query: YYYY-MM-DD only, 1900-01-01..2100-12-31 like the days in bodies.
+IsoDate = Annotated[dt.date, _iso_text(_ISO_DATE, "date"), AfterValidator(date_in_range)]
 
 
 # Ids fit PostgreSQL's INTEGER; anything larger is a 422, never a database error.

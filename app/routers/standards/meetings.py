@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -36,7 +35,7 @@ WRITE_ERRORS = problem_responses(401, 403, 404, 409, 422)
 PATCH_ERRORS = problem_responses(401, 403, 404, 409, 412, 422, 428)
 IfMatch = Annotated[str | None, Header(description="The ETag of the version being changed")]
 YearQuery = Annotated[int | None, Query(ge=MIN_YEAR, le=MAX_YEAR)]
-DateQuery = Annotated[IsoDate | None, Query(ge=dt.date(1900, 1, 1), le=dt.date(2100, 12, 31))]
+DateQuery = Annotated[IsoDate | None, Query()]
 
 # ---------------------------------------------------------------- required frequencies
 
