@@ -62,7 +62,7 @@ def _config(*, coverage: bool) -> SchemathesisConfig:
             "examples": {"enabled": not coverage},
             "fuzzing": {"enabled": not coverage},
             "coverage": {"enabled": coverage},
-            "stateful": {"enabled": False},  # the contract declares no links
+            "stateful": {"enabled": False},  # the links are followed in tests/test_fuzz_stateful.py
         },
         "checks": {
             "enabled": True,

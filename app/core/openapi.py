@@ -314,8 +314,64 @@ def document_input_guard(doc: dict[str, Any]) -> None:
                 }
 
 
+# ----------------------------------------------------------------------------------------- links
+
+
+_ITEM = re.compile(r"^/\{(?P<param>[A-Za-z_][A-Za-z0-9_]*)\}$")
+_PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LINKED = {
+    "get": "Read the record just created: its `id` is this operation's `{param}`.",
+    "patch": "Change the record just created: its `id` is this operation's `{param}`. The change needs the "
+             "record's current version: send the `ETag` the GET answered as `If-Match`.",
+}
+
+
+def add_links(doc: dict[str, Any]) -> None:
+    """OpenAPI Link Objects from each create to the read and update of what it created (create -> get -> update),
+    for clients and stateful testing (tests/test_fuzz_stateful.py).
+
+    Derived from the paths' shapes: a POST on `/X` that answers 201 with a body that has an `id`, and a GET or
+    PATCH on `/X/{param}` (one more segment, a single path parameter): the created `id` feeds `{param}`, and the
+    parameters of `/X` itself (a parent's id, as in `/standard-sets/{set_id}/items`) are passed on from the
+    create's request."""
+    paths = doc.get("paths", {})
+    schemas = doc.get("components", {}).get("schemas", {})
+    for path, item in paths.items():
+        create = item.get("post")
+        if not isinstance(create, dict) or not _answers_with_id(create, schemas):
+            continue
+        links: dict[str, Any] = {}
+        for other, other_item in paths.items():
+            match = _ITEM.match(other[len(path):]) if other.startswith(path) else None
+            if match is None:
+                continue
+            param = match["param"]
+            for method, text in _LINKED.items():
+                target = other_item.get(method)
+                if not isinstance(target, dict) or "operationId" not in target:
+                    continue
+                parameters = {name: f"$request.path.{name}" for name in _PATH_PARAM.findall(path)}
+                parameters[param] = "$response.body#/id"
+                links[target["operationId"]] = {
+                    "operationId": target["operationId"],
+                    "parameters": parameters,
+                    "description": text.format(param=param),
+                }
+        if links:
+            create["responses"]["201"]["links"] = links
+
+
+def _answers_with_id(operation: dict[str, Any], schemas: dict[str, Any]) -> bool:
+    created = operation.get("responses", {}).get("201", {})
+    schema = created.get("content", {}).get(JSON, {}).get("schema", {})
+    if "$ref" in schema:
+        schema = schemas.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    return "id" in schema.get("properties", {})
+
+
 def finish_contract(doc: dict[str, Any]) -> None:
     """Everything this module does, in order (names first: the examples follow the final `$ref`s)."""
     readable_schema_names(doc)
     document_input_guard(doc)
     add_examples(doc)
+    add_links(doc)
