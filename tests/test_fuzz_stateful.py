@@ -19,9 +19,12 @@ from schemathesis.config import SchemathesisConfig
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+# The module pytest collects (tests/ has no __init__.py), not tests.test_fuzz_contract: importing it under a second
+# name would register its schemathesis checks twice.
+from test_fuzz_contract import HEALTH, SEED  # isort: skip
+
 from app.main import app
 from tests.factories import World
-from tests.test_fuzz_contract import HEALTH, SEED
 
 SCENARIOS = 12  # hypothesis examples: each is one scenario
 STEPS = 6  # at most this many calls per scenario

@@ -56,8 +56,20 @@ def count_statements(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", before)
 
 
+_AUDIT_MARK = {"id": 0}
+
+
+@pytest.fixture(autouse=True)
+def _audit_mark(engine: Engine) -> None:
+    """The last committed audit row before the test: the concurrency tests commit rows of their own (their records
+    are deleted after, and SQLite then reuses the records' ids), so counts look only at this test's rows."""
+    with engine.connect() as conn:
+        _AUDIT_MARK["id"] = conn.scalar(select(func.max(AuditLog.id))) or 0
+
+
 def audit_rows(db: Session, action: str) -> int:
-    return db.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == action)) or 0
+    return db.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == action,
+                                                                     AuditLog.id > _AUDIT_MARK["id"])) or 0
 
 
 def items_by_code(db: Session, std: StandardSet) -> dict[str, StandardItem]:
