@@ -10,6 +10,10 @@ The rows live in an organisation subtree of their own (a root, a township, a vil
 except the audit rows (append-only; the per-run database is dropped after the run). On SQLite writers are
 serialised (BEGIN IMMEDIATE), so the loser reads the winner's commit; on PostgreSQL both read the same version and
 the conditional UPDATE decides.
+
+No If-Match, no 412: a client that sent none is never asked to resend one. Two identical transitions without
+If-Match (two dissolvers of an organisation, two issuers of a letter or a monthly list, two closers of a duty post,
+two reviewers of a disposal case) give one 200 and the 409 the transition's own check gives the loser's new state.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -29,9 +33,18 @@ from sqlalchemy.engine import Engine
 from app.core.permissions import Role
 from app.models.accounts import User
 from app.models.audit import AuditLog
+from app.models.evaluations.members import DemocraticEvaluation, DemocraticEvaluationEntry, DisposalCase
 from app.models.organizations import Organization
 from app.models.people import Person
 from app.models.posts import DutyPost, PostAssignment
+from app.models.responsibilities.letters import LetterItem, ResponsibilityLetter
+from app.models.responsibilities.monthly import (
+    MonthlyList,
+    MonthlyTask,
+    MonthlyTaskTarget,
+    TaskAssignment,
+    TaskAssignmentEvent,
+)
 from app.models.responsibilities.problems import Problem, ProblemRejection
 from app.models.standards import AuditScore, StandardAudit, StandardItem, StandardSet
 from tests.factories import World, access_token, id_number, make_org, make_person, make_standard_set
@@ -46,6 +59,7 @@ class Subtree:
     village: int
     tokens: dict[str, str]  # "city" and "town": two users above the village; "village": its own administrator
     user_ids: list[int]
+    extra_orgs: list[int] = field(default_factory=list)  # made by a test, deepest last; deleted first
 
 
 @pytest.fixture
@@ -66,11 +80,25 @@ def subtree(engine: Engine, world: World) -> Iterator[Subtree]:
         }
         s.add_all(users.values())
         s.flush()
-        box = Subtree(root.id, town.id, village.id,  # type: ignore[arg-type]
+        box = Subtree(root.id, town.id, village.id,
                       {k: access_token(u) for k, u in users.items()}, [u.id for u in users.values()])  # type: ignore[misc]
     yield box
     with session_scope() as s:
-        orgs = [box.root, box.town, box.village]
+        orgs = [box.root, box.town, box.village, *box.extra_orgs]
+        letters = select(ResponsibilityLetter.id).where(ResponsibilityLetter.org_id.in_(orgs))  # type: ignore[attr-defined]
+        s.execute(delete(LetterItem).where(LetterItem.letter_id.in_(letters)))  # type: ignore[attr-defined]
+        s.execute(delete(ResponsibilityLetter).where(ResponsibilityLetter.org_id.in_(orgs)))  # type: ignore[attr-defined]
+        lists = select(MonthlyList.id).where(MonthlyList.org_id.in_(orgs))  # type: ignore[attr-defined]
+        tasks = select(MonthlyTask.id).where(MonthlyTask.list_id.in_(lists))  # type: ignore[attr-defined]
+        handed_out = select(TaskAssignment.id).where(TaskAssignment.list_id.in_(lists))  # type: ignore[attr-defined]
+        s.execute(delete(TaskAssignmentEvent).where(TaskAssignmentEvent.assignment_id.in_(handed_out)))  # type: ignore[attr-defined]
+        s.execute(delete(TaskAssignment).where(TaskAssignment.list_id.in_(lists)))  # type: ignore[attr-defined]
+        s.execute(delete(MonthlyTaskTarget).where(MonthlyTaskTarget.task_id.in_(tasks)))  # type: ignore[attr-defined]
+        s.execute(delete(MonthlyTask).where(MonthlyTask.list_id.in_(lists)))  # type: ignore[attr-defined]
+        s.execute(delete(MonthlyList).where(MonthlyList.org_id.in_(orgs)))  # type: ignore[attr-defined]
+        s.execute(delete(DisposalCase).where(DisposalCase.org_id.in_(orgs)))  # type: ignore[attr-defined]
+        s.execute(delete(DemocraticEvaluationEntry).where(DemocraticEvaluationEntry.org_id.in_(orgs)))  # type: ignore[attr-defined]
+        s.execute(delete(DemocraticEvaluation).where(DemocraticEvaluation.org_id.in_(orgs)))  # type: ignore[attr-defined]
         posts = select(DutyPost.id).where(DutyPost.org_id.in_(orgs))  # type: ignore[attr-defined]
         s.execute(delete(PostAssignment).where(PostAssignment.post_id.in_(posts)))  # type: ignore[attr-defined]
         s.execute(delete(DutyPost).where(DutyPost.org_id.in_(orgs)))  # type: ignore[attr-defined]
@@ -83,10 +111,10 @@ def subtree(engine: Engine, world: World) -> Iterator[Subtree]:
         s.execute(delete(AuditScore).where(AuditScore.audit_id.in_(audits)))  # type: ignore[attr-defined]
         s.execute(delete(StandardAudit).where(StandardAudit.org_id.in_(orgs)))  # type: ignore[attr-defined]
         s.execute(delete(StandardItem).where(StandardItem.set_id.in_(set_ids)))  # type: ignore[attr-defined]
-        s.execute(delete(StandardSet).where(StandardSet.id.in_(set_ids)))  # type: ignore[attr-defined]
+        s.execute(delete(StandardSet).where(StandardSet.id.in_(set_ids)))
         s.execute(delete(Person).where(Person.org_id.in_(orgs)))  # type: ignore[attr-defined]
-        s.execute(delete(User).where(User.id.in_(box.user_ids)))  # type: ignore[attr-defined]
-        for org_id in (box.village, box.town, box.root):
+        s.execute(delete(User).where(User.id.in_(box.user_ids)))
+        for org_id in (*reversed(box.extra_orgs), box.village, box.town, box.root):
             s.execute(delete(Organization).where(Organization.id == org_id))
 
 
@@ -281,3 +309,184 @@ def test_two_members_taking_the_last_place_of_a_duty_post(http: TestClient, subt
                 AuditLog.entity == "post_assignment", AuditLog.action == "post_assignment.apply",
                 AuditLog.id > seen))
             assert rows == 2
+
+
+# --- state machines without If-Match: one 200, the loser's own 409, never a 412 ---------------------------------
+
+
+def audit_mark() -> int:
+    """The last audit row now: a test counts only the rows after it (SQLite reuses the ids of deleted records)."""
+    from app.core.db import session_scope
+
+    with session_scope(write=False) as s:
+        return s.scalar(select(func.max(AuditLog.id))) or 0
+
+
+def audit_rows_since(mark: int, entity: str, entity_id: int, action: str) -> int:
+    from app.core.db import session_scope
+
+    with session_scope(write=False) as s:
+        return s.scalar(select(func.count()).select_from(AuditLog).where(
+            AuditLog.id > mark, AuditLog.entity == entity, AuditLog.entity_id == str(entity_id),
+            AuditLog.action == action)) or 0
+
+
+def _one_transition_wins(http: TestClient, box: Subtree, path: str, who: tuple[str, str], code: str, *,
+                         entity: str, entity_id: int, action: str, json: dict[str, Any] | None = None) -> Any:
+    """Two identical transitions, no If-Match: 200 and the 409 `code`, one audit row. Returns the winner's body."""
+    mark = audit_mark()
+    answers = race([partial(http.post, path, json=json, headers=auth(box, w)) for w in who])
+    assert statuses(answers) == [200, 409], [(r.status_code, r.text) for r in answers]
+    assert codes(answers) == [code], [r.text for r in answers]
+    assert audit_rows_since(mark, entity, entity_id, action) == 1
+    return next(r for r in answers if r.status_code == 200).json()
+
+
+def test_two_dissolvers_of_one_organisation(http: TestClient, subtree: Subtree) -> None:
+    from app.core.db import session_scope
+
+    for round_ in range(ROUNDS):
+        with session_scope() as s:
+            town = s.get(Organization, subtree.town)
+            assert town is not None
+            org_id = make_org(s, town, level="village", domain="rural", name=f"竞态撤并村{round_}", code=None).id
+        assert org_id is not None
+        subtree.extra_orgs.append(org_id)
+        won = _one_transition_wins(http, subtree, f"/api/v1/organizations/{org_id}/dissolve", ("city", "town"),
+                                   "already_dissolved", entity="organization", entity_id=org_id,
+                                   action="organization.dissolve")
+        assert won["status"] == "dissolved"
+
+
+def test_two_movers_of_one_organisation(http: TestClient, subtree: Subtree) -> None:
+    """Both move a branch from the village to the township: one moves it (and its subtree's paths), the other is
+    told it is already there; the paths stay those of the tree."""
+    from app.core.db import session_scope
+
+    for round_ in range(ROUNDS):
+        with session_scope() as s:
+            village = s.get(Organization, subtree.village)
+            assert village is not None
+            branch = make_org(s, village, level="branch", domain="rural", name=f"竞态支部{round_}", code=None)
+            cell = make_org(s, branch, level="branch", domain="rural", name=f"竞态小组{round_}", code=None)
+            branch_id, cell_id = branch.id, cell.id
+        assert branch_id is not None and cell_id is not None
+        subtree.extra_orgs += [branch_id, cell_id]
+        won = _one_transition_wins(http, subtree, f"/api/v1/organizations/{branch_id}/move", ("city", "town"),
+                                   "same_parent", entity="organization", entity_id=branch_id,
+                                   action="organization.move", json={"parent_id": subtree.town})
+        assert won["parent_id"] == subtree.town
+        with session_scope(write=False) as s:
+            paths: dict[int, str] = dict(s.execute(select(Organization.id, Organization.path).where(
+                Organization.id.in_([subtree.town, branch_id, cell_id]))).all())
+        assert paths[branch_id] == f"{paths[subtree.town]}{branch_id}/"
+        assert paths[cell_id] == f"{paths[branch_id]}{cell_id}/"
+
+
+def _letter(box: Subtree, year: int, *, status: str = "draft", items: int = 1) -> tuple[int, list[int]]:
+    from app.core.db import session_scope
+
+    with session_scope() as s:
+        letter = ResponsibilityLetter(year=year, org_id=box.village, kind="organization", status=status)
+        s.add(letter)
+        s.flush()
+        assert letter.id is not None
+        rows = [LetterItem(letter_id=letter.id, position=n + 1, title=f"竞态事项{n}", category="other", target="x",
+                           weight=10, due_date=dt.date(year, 12, 1)) for n in range(items)]
+        s.add_all(rows)
+        s.flush()
+        return letter.id, [r.id for r in rows if r.id is not None]
+
+
+def test_two_issuers_of_one_responsibility_letter(http: TestClient, subtree: Subtree) -> None:
+    for round_ in range(ROUNDS):
+        letter_id, _ = _letter(subtree, 2020 + round_)
+        won = _one_transition_wins(http, subtree, f"/api/v1/responsibility-letters/{letter_id}/issue",
+                                   ("city", "town"), "invalid_status", entity="responsibility_letter",
+                                   entity_id=letter_id, action="letter.issue")
+        assert won["status"] == "issued"
+
+
+def test_two_reports_on_one_signed_letter_both_stand(http: TestClient, subtree: Subtree) -> None:
+    """Two reports on different items of a signed letter: each is allowed whichever comes first, so both stand; the
+    letter moves to settling once."""
+    for round_ in range(ROUNDS):
+        letter_id, items = _letter(subtree, 2020 + round_, status="signed", items=2)
+        mark = audit_mark()
+        path = f"/api/v1/responsibility-letters/{letter_id}/report"
+        answers = race([partial(http.post, path, headers=auth(subtree, "village"), json={"items": [
+            {"item_id": item_id, "outcome": "completed", "evidence_note": "台账齐全"}]}) for item_id in items])
+        assert statuses(answers) == [200, 200], [(r.status_code, r.text) for r in answers]
+        stored = http.get(f"/api/v1/responsibility-letters/{letter_id}", headers=auth(subtree, "city")).json()
+        assert stored["status"] == "settling"
+        assert audit_rows_since(mark, "responsibility_letter", letter_id, "letter.settle_start") == 1
+        for item_id in items:
+            assert audit_rows_since(mark, "responsibility_letter_item", item_id, "letter_item.report") == 1
+
+
+def test_two_issuers_of_one_monthly_list(http: TestClient, subtree: Subtree) -> None:
+    from app.core.db import session_scope
+
+    for round_ in range(ROUNDS):
+        with session_scope() as s:
+            lst = MonthlyList(org_id=subtree.root, month=f"2019-0{round_ + 1}", title=f"竞态清单{round_}")
+            s.add(lst)
+            s.flush()
+            assert lst.id is not None
+            s.add(MonthlyTask(list_id=lst.id, position=1, title="竞态任务", category="other",
+                              deadline=dt.date(2019, round_ + 1, 28), target_mode="all_villages"))
+            list_id = lst.id
+        won = _one_transition_wins(http, subtree, f"/api/v1/monthly-lists/{list_id}/issue", ("city", "city"),
+                                   "list_issued", entity="monthly_list", entity_id=list_id,
+                                   action="monthly_list.issue")
+        assert won["status"] == "issued"
+        with session_scope(write=False) as s:
+            sent = s.scalar(select(func.count()).select_from(TaskAssignment).where(TaskAssignment.list_id == list_id))
+        assert sent == 1, "the refused issue sent the task out again"
+
+
+def test_two_closers_of_one_duty_post(http: TestClient, subtree: Subtree) -> None:
+    from app.core.db import session_scope
+
+    for round_ in range(ROUNDS):
+        with session_scope() as s:
+            post = DutyPost(org_id=subtree.village, year=2019, title=f"竞态关岗{round_}", field="stability",
+                            duties="x", capacity=2)
+            s.add(post)
+            s.flush()
+            post_id = post.id
+        assert post_id is not None
+        won = _one_transition_wins(http, subtree, f"/api/v1/duty-posts/{post_id}/close", ("city", "town"),
+                                   "already_closed", entity="duty_post", entity_id=post_id, action="duty_post.close")
+        assert won["status"] == "closed"
+
+
+def test_two_reviewers_sending_back_one_disposal_case(http: TestClient, subtree: Subtree) -> None:
+    from app.core.db import session_scope
+
+    for round_ in range(ROUNDS):
+        with session_scope() as s:
+            village = s.get(Organization, subtree.village)
+            assert village is not None
+            person = make_person(s, village, name=f"竞态处置{round_}",
+                                 id_no=id_number(birth="19710101", seq=710 + round_))
+            ev = DemocraticEvaluation(org_id=subtree.village, year=2019 + round_, status="finalized")
+            s.add(ev)
+            s.flush()
+            assert ev.id is not None and person.id is not None
+            entry = DemocraticEvaluationEntry(evaluation_id=ev.id, person_id=person.id, org_id=subtree.village,
+                                              year=ev.year, rating="unqualified")
+            s.add(entry)
+            s.flush()
+            assert entry.id is not None
+            case = DisposalCase(entry_id=entry.id, person_id=person.id, org_id=subtree.village, year=ev.year,
+                                status="decided", measure="persuade_to_withdraw",
+                                decided_on=dt.date(2020 + round_, 1, 5))
+            s.add(case)
+            s.flush()
+            case_id = case.id
+        assert case_id is not None
+        won = _one_transition_wins(http, subtree, f"/api/v1/disposal-cases/{case_id}/reject", ("city", "town"),
+                                   "wrong_status", entity="disposal_case", entity_id=case_id,
+                                   action="disposal_case.reject", json={"reason": "措施不当"})
+        assert won["status"] == "open"

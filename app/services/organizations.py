@@ -12,7 +12,7 @@ from app.core import audit
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_org_in_scope
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.accounts import User
 from app.models.organizations import (
     CODE_LENGTH,
@@ -178,11 +178,15 @@ def update_fields(
     return org
 
 
+def _require_not_dissolved(org: Organization) -> None:
+    if org.status == OrgStatus.dissolved:
+        raise conflict("already_dissolved", f"Organisation {org.id} is already dissolved.")
+
+
 def dissolve(session: Session, actor: Actor, org: Organization) -> Organization:
     """Dissolve (never delete): refused while active children, people or users remain."""
     _require_manager(actor, org, "dissolve")
-    if org.status == OrgStatus.dissolved:
-        raise conflict("already_dissolved", f"Organisation {org.id} is already dissolved.")
+    _require_not_dissolved(org)
     children = session.scalar(
         select(func.count()).select_from(Organization)
         .where(Organization.parent_id == org.id, Organization.status == OrgStatus.active)
@@ -202,22 +206,27 @@ def dissolve(session: Session, actor: Actor, org: Organization) -> Organization:
     if users:
         raise conflict("has_active_users", f"Organisation {org.id} still has {users} active user accounts.")
     before = {"status": org.status}
-    versioned_update(session, org, org.version, {"status": OrgStatus.dissolved})
+    # A concurrent dissolver that committed first makes this one a 409, as if it had come second.
+    transition_update(session, org, {"status": OrgStatus.dissolved}, _require_not_dissolved)
     audit.record(session, actor=actor, action="organization.dissolve", entity="organization",
                  entity_id=org.id, org_id=org.id, before=before, after={"status": org.status})
     return org
+
+
+def _require_movable(org: Organization, new_parent: Organization, code: str | None) -> None:
+    if new_parent.path.startswith(org.path):
+        raise conflict("cycle", "An organisation cannot move under itself or one of its descendants.")
+    if new_parent.id == org.parent_id and code in (None, org.code):
+        raise conflict("same_parent", f"Organisation {org.id} is already under {new_parent.id}.")
+    if new_parent.status != OrgStatus.active:
+        raise conflict("parent_dissolved", f"Organisation {new_parent.id} is dissolved and takes no new children.")
 
 
 def move(session: Session, actor: Actor, org: Organization, parent_id: int, code: str | None) -> Organization:
     """Re-parent an organisation; its whole subtree's paths are rewritten in one statement."""
     _require_manager(actor, org, "move")
     new_parent = get(session, actor, parent_id)
-    if new_parent.path.startswith(org.path):
-        raise conflict("cycle", "An organisation cannot move under itself or one of its descendants.")
-    if new_parent.id == org.parent_id and code in (None, org.code):
-        raise conflict("same_parent", f"Organisation {org.id} is already under {parent_id}.")
-    if new_parent.status != OrgStatus.active:
-        raise conflict("parent_dissolved", f"Organisation {new_parent.id} is dissolved and takes no new children.")
+    _require_movable(org, new_parent, code)
     _check_level(org.level, org.domain, new_parent)
     new_code = code if code is not None else org.code
     try:
@@ -238,6 +247,11 @@ def move(session: Session, actor: Actor, org: Organization, parent_id: int, code
     old_prefix = org.path
     new_prefix = f"{new_parent.path}{org.id}/"
     before = {"parent_id": org.parent_id, "path": old_prefix, "code": org.code}
+    # The organisation's own row first, conditional on the version read above: a concurrent mover that committed
+    # first makes this one a 409 (as if it had come second) before any path of the subtree is rewritten from a
+    # prefix that is no longer the organisation's.
+    transition_update(session, org, {"parent_id": new_parent.id, "code": new_code},
+                      lambda current: _require_movable(current, new_parent, code))
     session.execute(
         update(Organization)
         .where(in_subtree(Organization.path, old_prefix))
@@ -245,7 +259,6 @@ def move(session: Session, actor: Actor, org: Organization, parent_id: int, code
         .execution_options(synchronize_session=False)
     )
     session.refresh(org)
-    versioned_update(session, org, org.version, {"parent_id": new_parent.id, "code": new_code})
     audit.record(session, actor=actor, action="organization.move", entity="organization", entity_id=org.id,
                  org_id=org.id, before=before,
                  after={"parent_id": org.parent_id, "path": org.path, "code": org.code})

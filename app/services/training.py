@@ -25,7 +25,7 @@ from app.core import audit
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, subtree_org_ids, within
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.funds.budgets import BudgetCategory, BudgetLine, Disbursement
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.people import Person, Position, PositionTitle
@@ -232,13 +232,18 @@ def update_class(session: Session, actor: Actor, cls: TrainingClass, org: Organi
     return cls
 
 
+def _require_not_cancelled(cls: TrainingClass) -> None:
+    if cls.status == ClassStatus.cancelled:
+        raise conflict("class_cancelled", f"Training class {cls.id} is already cancelled.")
+
+
 def cancel_class(session: Session, actor: Actor, cls: TrainingClass, org: Organization) -> TrainingClass:
     """planned → cancelled; a cancelled class counts for nobody's coverage and not against the target."""
     if not actor.covers(org.path):
         raise not_found("Training class", cls.id)
-    if cls.status == ClassStatus.cancelled:
-        raise conflict("class_cancelled", f"Training class {cls.id} is already cancelled.")
-    versioned_update(session, cls, cls.version, {"status": ClassStatus.cancelled})
+    _require_not_cancelled(cls)
+    # A concurrent cancel that committed first makes this one a 409, as if it had come second.
+    transition_update(session, cls, {"status": ClassStatus.cancelled}, _require_not_cancelled)
     audit.record(session, actor=actor, action="training_class.cancel", entity="training_class", entity_id=cls.id,
                  org_id=cls.org_id, before={"status": ClassStatus.planned}, after={"status": ClassStatus.cancelled})
     return cls
@@ -355,7 +360,9 @@ def record_attendance(session: Session, actor: Actor, enrolment_id: int, hours: 
     if hours > cls.hours:
         raise invalid(["body", "attended_hours"], f"at most the class's {cls.hours} hours")
     before = {"attended_hours": enrolment.attended_hours}
-    versioned_update(session, enrolment, enrolment.version, {"attended_hours": hours})
+    # No If-Match: a concurrent recording that committed first is a 409 (fetch and record again), not a 412. The
+    # enrolment has no state of its own that refuses a recording (the class's is checked above), so nothing to recheck.
+    transition_update(session, enrolment, {"attended_hours": hours}, lambda _current: None)
     audit.record(session, actor=actor, action="training_enrolment.attendance", entity="training_enrolment",
                  entity_id=enrolment.id, org_id=enrolment.org_id, before=before, after={"attended_hours": hours})
     return enrolment
@@ -470,16 +477,21 @@ def create_school(session: Session, actor: Actor, data: SchoolCreate) -> School:
     return school
 
 
-def close_school(session: Session, actor: Actor, school_id: int, closed_on: dt.date) -> School:
-    school, _org = _school_row(session, actor, school_id)
+def _require_school_open(school: School) -> None:
     if school.status == SchoolStatus.closed:
         raise conflict("school_closed", f"School {school.id} is already closed.")
+
+
+def close_school(session: Session, actor: Actor, school_id: int, closed_on: dt.date) -> School:
+    school, _org = _school_row(session, actor, school_id)
+    _require_school_open(school)
     if closed_on < school.opened_on:
         raise invalid(["body", "closed_on"], "a school closes after it opened")
     last = session.scalar(select(func.max(SchoolSession.held_on)).where(SchoolSession.school_id == school.id))
     if last is not None and closed_on < last:
         raise invalid(["body", "closed_on"], f"the school held a session on {last}")
-    versioned_update(session, school, school.version, {"status": SchoolStatus.closed, "closed_on": closed_on})
+    # A concurrent close that committed first makes this one a 409, as if it had come second.
+    transition_update(session, school, {"status": SchoolStatus.closed, "closed_on": closed_on}, _require_school_open)
     audit.record(session, actor=actor, action="school.close", entity="school", entity_id=school.id,
                  org_id=school.org_id, before={"status": SchoolStatus.active, "closed_on": None},
                  after={"status": SchoolStatus.closed, "closed_on": closed_on})

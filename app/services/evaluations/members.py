@@ -27,7 +27,7 @@ from app.core.db import utcnow
 from app.core.errors import conflict, invalid
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, require_level_above
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.evaluations.common import SettingKey, from_e4, to_e4
 from app.models.evaluations.members import (
     CommendationCandidate,
@@ -326,9 +326,12 @@ def _case_status(case: DisposalCase, expected: DisposalStatus, verb: str) -> Non
                        f"can be {verb}.")
 
 
-def _case_update(session: Session, actor: Actor, case: DisposalCase, verb: str, changes: dict[str, Any]) -> None:
+def _case_update(session: Session, actor: Actor, case: DisposalCase, verb: str, changes: dict[str, Any],
+                 expected: DisposalStatus) -> None:
+    """Move a case found `expected` (checked by the caller): a concurrent move that committed first makes this one
+    the 409 it would have had, had it come second."""
     before = audit.snapshot(case)
-    versioned_update(session, case, case.version, changes)
+    transition_update(session, case, changes, lambda current: _case_status(current, expected, verb))
     b, a = audit.changed(before, audit.snapshot(case))
     audit.record(session, actor=actor, action=f"disposal_case.{verb}", entity="disposal_case", entity_id=case.id,
                  org_id=case.org_id, before=b, after=a)
@@ -343,7 +346,7 @@ def decide_case(session: Session, actor: Actor, case: DisposalCase, data: Dispos
     _case_update(session, actor, case, "decide", {
         "status": DisposalStatus.decided, "measure": data.measure, "decided_on": data.decided_on,
         "correct_by": data.correct_by, "decision_note": data.note, "rejection_reason": None,
-    })
+    }, DisposalStatus.open)
     return case
 
 
@@ -360,7 +363,7 @@ def reject_case(session: Session, actor: Actor, case: DisposalCase, reason: str)
     _case_update(session, actor, case, "reject", {
         "status": DisposalStatus.open, "measure": None, "decided_on": None, "correct_by": None,
         "rejection_reason": reason,
-    })
+    }, DisposalStatus.decided)
     return case
 
 
@@ -375,7 +378,7 @@ def approve_case(session: Session, actor: Actor, case: DisposalCase, data: Dispo
     _case_update(session, actor, case, "approve", {
         "status": DisposalStatus.approved, "approved_on": data.approved_on, "approving_org_id": actor.org_id,
         "approved_by": actor.user_id,
-    })
+    }, DisposalStatus.decided)
     if case.measure == DisposalMeasure.removal:
         _remove_member(session, actor, case, data.approved_on)
     return case

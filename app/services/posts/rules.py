@@ -25,7 +25,7 @@ from app.core import audit
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, require_org_in_scope, subtree_org_ids
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.people import MemberStatus, Person, PersonStatus, Position
 from app.models.posts import (
@@ -230,10 +230,15 @@ def update_post(session: Session, actor: Actor, post: DutyPost, data: DutyPostUp
 
 def set_post_status(session: Session, actor: Actor, post: DutyPost, status: PostStatus) -> DutyPost:
     """Close a post to new applications and proposals, or reopen it."""
-    if post.status == status:
-        raise conflict(f"already_{status}", f"Post {post.id} is already {status}.")
+
+    def not_yet(current: DutyPost) -> None:
+        if current.status == status:
+            raise conflict(f"already_{status}", f"Post {current.id} is already {status}.")
+
+    not_yet(post)
     before = {"status": post.status}
-    versioned_update(session, post, post.version, {"status": status})
+    # A concurrent close (or reopen) that committed first makes this one a 409, as if it had come second.
+    transition_update(session, post, {"status": status}, not_yet)
     audit.record(session, actor=actor, action=f"duty_post.{'close' if status == PostStatus.closed else 'reopen'}",
                  entity="duty_post", entity_id=post.id, org_id=post.org_id, before=before,
                  after={"status": post.status})

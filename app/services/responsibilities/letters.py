@@ -4,7 +4,9 @@ settled at year end (对单交账): the organisation reports each item, the leve
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,7 +18,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgStatus
 from app.models.people import Person, Position, PositionTitle
 from app.models.responsibilities.letters import (
@@ -138,6 +140,11 @@ def _require_own(actor: Actor, org: Organization, what: str) -> None:
 def _status_conflict(letter: ResponsibilityLetter, verb: str, allowed: tuple[LetterStatus, ...]) -> ProblemError:
     want = " or ".join(str(s) for s in allowed)
     return conflict("invalid_status", f"Letter {letter.id} is {letter.status}; only a {want} letter can be {verb}.")
+
+
+def _require_status(letter: ResponsibilityLetter, verb: str, allowed: tuple[LetterStatus, ...]) -> None:
+    if letter.status not in allowed:
+        raise _status_conflict(letter, verb, allowed)
 
 
 def _check_holder(session: Session, *, kind: str, org_id: int, year: int, holder_person_id: int | None) -> None:
@@ -285,10 +292,12 @@ def delete_item(session: Session, actor: Actor, letter: ResponsibilityLetter, or
 # ---------------------------------------------------------------- issue and sign
 
 
-def _move(session: Session, actor: Actor, letter: ResponsibilityLetter, action: str,
-          changes: dict[str, Any], extra: dict[str, Any] | None = None) -> ResponsibilityLetter:
+def _move(session: Session, actor: Actor, letter: ResponsibilityLetter, action: str, changes: dict[str, Any],
+          verb: str, allowed: tuple[LetterStatus, ...], extra: dict[str, Any] | None = None) -> ResponsibilityLetter:
+    """Move a letter that was in one of `allowed` (checked by the caller): a concurrent move that committed first
+    makes this one the 409 it would have had, had it come second."""
     before = audit.snapshot(letter)
-    versioned_update(session, letter, letter.version, changes)
+    transition_update(session, letter, changes, lambda current: _require_status(current, verb, allowed))
     b, a = audit.changed(before, audit.snapshot(letter))
     audit.record(session, actor=actor, action=f"letter.{action}", entity=ENTITY, entity_id=letter.id,
                  org_id=letter.org_id, before=b, after={**a, **(extra or {})})
@@ -298,21 +307,21 @@ def _move(session: Session, actor: Actor, letter: ResponsibilityLetter, action: 
 def issue(session: Session, actor: Actor, letter: ResponsibilityLetter, org: Organization) -> ResponsibilityLetter:
     """draft → issued, by the level above; a letter without items is not issued."""
     require_level_above(actor, org.path, "issue its letters")
-    if letter.status != LetterStatus.draft:
-        raise _status_conflict(letter, "issued", (LetterStatus.draft,))
+    _require_status(letter, "issued", (LetterStatus.draft,))
     if not session.scalar(select(func.count()).select_from(LetterItem).where(LetterItem.letter_id == letter.id)):
         raise conflict("no_items", f"Letter {letter.id} has no items to issue.")
     return _move(session, actor, letter, "issue",
-                 {"status": LetterStatus.issued, "issued_at": utcnow(), "issued_by": actor.user_id})
+                 {"status": LetterStatus.issued, "issued_at": utcnow(), "issued_by": actor.user_id},
+                 "issued", (LetterStatus.draft,))
 
 
 def sign(session: Session, actor: Actor, letter: ResponsibilityLetter, org: Organization) -> ResponsibilityLetter:
     """issued → signed, by the holder's organisation itself; from here the items are frozen."""
     _require_own(actor, org, "sign its letters")
-    if letter.status != LetterStatus.issued:
-        raise _status_conflict(letter, "signed", (LetterStatus.issued,))
+    _require_status(letter, "signed", (LetterStatus.issued,))
     return _move(session, actor, letter, "sign",
-                 {"status": LetterStatus.signed, "signed_at": utcnow(), "signed_by": actor.user_id})
+                 {"status": LetterStatus.signed, "signed_at": utcnow(), "signed_by": actor.user_id},
+                 "signed", (LetterStatus.issued,))
 
 
 # ---------------------------------------------------------------- settlement (对单交账)
@@ -330,9 +339,9 @@ def _items_by_id(session: Session, letter: ResponsibilityLetter, ids: list[int])
 
 
 def _item_update(session: Session, actor: Actor, letter: ResponsibilityLetter, item: LetterItem, action: str,
-                 changes: dict[str, Any]) -> None:
+                 changes: dict[str, Any], recheck: Callable[[LetterItem], None]) -> None:
     before = audit.snapshot(item)
-    versioned_update(session, item, item.version, changes)
+    transition_update(session, item, changes, recheck)
     b, a = audit.changed(before, audit.snapshot(item))
     audit.record(session, actor=actor, action=f"letter_item.{action}", entity=ITEM_ENTITY, entity_id=item.id,
                  org_id=letter.org_id, before=b, after=a)
@@ -344,47 +353,58 @@ def report(session: Session, actor: Actor, letter: ResponsibilityLetter, org: Or
     An item may be reported again until it is scored."""
     _require_own(actor, org, "report on its letters")
     allowed = (LetterStatus.signed, LetterStatus.settling)
-    if letter.status not in allowed:
-        raise _status_conflict(letter, "reported on", allowed)
+    _require_status(letter, "reported on", allowed)
     items = _items_by_id(session, letter, [r.item_id for r in reports])
     for n, r in enumerate(reports):
-        if items[r.item_id].score is not None:
-            raise conflict("item_scored", f"Item {r.item_id} (#{n}) is already scored; its report is final.")
+        _require_unscored(items[r.item_id], n)
     now = utcnow()
-    for r in reports:
+    for n, r in enumerate(reports):
         _item_update(session, actor, letter, items[r.item_id], "report",
                      {"outcome": r.outcome, "evidence_note": r.evidence_note, "reported_at": now,
-                      "reported_by": actor.user_id})
+                      "reported_by": actor.user_id}, partial(_require_unscored, n=n))
     if letter.status == LetterStatus.signed:
-        _move(session, actor, letter, "settle_start", {"status": LetterStatus.settling})
+        try:
+            _move(session, actor, letter, "settle_start", {"status": LetterStatus.settling}, "reported on", allowed)
+        except ProblemError:
+            # A concurrent report that committed first moved the letter to settling: had this one come second, it
+            # would have found it settling and left it so. Its items' reports stand.
+            if letter.status != LetterStatus.settling:
+                raise
     return letter
+
+
+def _require_unscored(item: LetterItem, n: int) -> None:
+    if item.score is not None:
+        raise conflict("item_scored", f"Item {item.id} (#{n}) is already scored; its report is final.")
 
 
 def score(session: Session, actor: Actor, letter: ResponsibilityLetter, org: Organization,
           scores: list[Any]) -> ResponsibilityLetter:
     """The level above scores reported items, each from 0 to its weight; the organisation never scores its own."""
     require_level_above(actor, org.path, "score its letters")
-    if letter.status != LetterStatus.settling:
-        raise _status_conflict(letter, "scored", (LetterStatus.settling,))
+    _require_status(letter, "scored", (LetterStatus.settling,))
     items = _items_by_id(session, letter, [s.item_id for s in scores])
     for n, s in enumerate(scores):
         item = items[s.item_id]
-        if item.outcome is None:
-            raise conflict("item_not_reported", f"Item {item.id} has not been reported by the organisation yet.")
+        _require_reported(item)
         if s.score > item.weight:
             raise invalid(["body", "items", n, "score"], f"the score must be between 0 and the weight {item.weight}")
     now = utcnow()
     for s in scores:
         _item_update(session, actor, letter, items[s.item_id], "score",
-                     {"score": s.score, "scored_at": now, "scored_by": actor.user_id})
+                     {"score": s.score, "scored_at": now, "scored_by": actor.user_id}, _require_reported)
     return letter
+
+
+def _require_reported(item: LetterItem) -> None:
+    if item.outcome is None:
+        raise conflict("item_not_reported", f"Item {item.id} has not been reported by the organisation yet.")
 
 
 def settle(session: Session, actor: Actor, letter: ResponsibilityLetter, org: Organization) -> ResponsibilityLetter:
     """settling → settled once every item is scored; the letter's score is the sum of its items' scores."""
     require_level_above(actor, org.path, "close its settlement")
-    if letter.status != LetterStatus.settling:
-        raise _status_conflict(letter, "settled", (LetterStatus.settling,))
+    _require_status(letter, "settled", (LetterStatus.settling,))
     unscored, total = session.execute(
         select(func.count(LetterItem.id).filter(col(LetterItem.score).is_(None)), func.sum(LetterItem.score))
         .where(LetterItem.letter_id == letter.id)
@@ -394,7 +414,7 @@ def settle(session: Session, actor: Actor, letter: ResponsibilityLetter, org: Or
     return _move(session, actor, letter, "settle", {
         "status": LetterStatus.settled, "score": int(total or 0), "settled_at": utcnow(),
         "settled_by": actor.user_id,
-    })
+    }, "settled", (LetterStatus.settling,))
 
 
 # ---------------------------------------------------------------- generate

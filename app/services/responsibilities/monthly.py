@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.permissions import Permission
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.responsibilities.monthly import (
     MonthlyList,
@@ -265,10 +266,14 @@ def update_task(session: Session, actor: Actor, lst: MonthlyList, task: MonthlyT
     return task
 
 
-def cancel_task(session: Session, actor: Actor, lst: MonthlyList, task: MonthlyTask, reason: str) -> MonthlyTask:
-    """Cancel a task with a reason; its open assignments are cancelled too, keeping their history."""
+def _require_task_active(task: MonthlyTask) -> None:
     if task.status == TaskStatus.cancelled:
         raise conflict("task_cancelled", f"Task {task.id} is already cancelled.")
+
+
+def cancel_task(session: Session, actor: Actor, lst: MonthlyList, task: MonthlyTask, reason: str) -> MonthlyTask:
+    """Cancel a task with a reason; its open assignments are cancelled too, keeping their history."""
+    _require_task_active(task)
     now = utcnow()
     open_ids = list(session.scalars(select(A.id).where(A.task_id == task.id, col(A.status).in_(OPEN))))
     if open_ids:
@@ -281,8 +286,9 @@ def cancel_task(session: Session, actor: Actor, lst: MonthlyList, task: MonthlyT
             {"assignment_id": aid, "at": now, "user_id": actor.user_id, "from_status": status,
              "to_status": TaskAssignmentStatus.cancelled, "note": reason} for aid, status in rows])
     before = audit.snapshot(task)
-    versioned_update(session, task, task.version, {"status": TaskStatus.cancelled, "cancel_reason": reason,
-                                                   "cancelled_at": now, "cancelled_by": actor.user_id})
+    # A concurrent cancel that committed first makes this one a 409 (rolling back the assignments cancelled above).
+    transition_update(session, task, {"status": TaskStatus.cancelled, "cancel_reason": reason, "cancelled_at": now,
+                                      "cancelled_by": actor.user_id}, _require_task_active)
     b, a = audit.changed(before, audit.snapshot(task))
     audit.record(session, actor=actor, action="monthly_task.cancel", entity=TASK_ENTITY, entity_id=task.id,
                  org_id=lst.org_id, before=b, after={**a, "assignments_cancelled": len(open_ids)})
@@ -349,18 +355,23 @@ def _fan_out(session: Session, actor: Actor, lst: MonthlyList, tasks: list[Month
     return {task.id or 0: len(targets[task.id or 0]) for task in tasks}
 
 
-def issue(session: Session, actor: Actor, lst: MonthlyList) -> MonthlyList:
-    """draft → issued: every active task goes out to its organisations, all in this one transaction."""
+def _require_unissued(lst: MonthlyList) -> None:
     if lst.status != MonthlyListStatus.draft:
         raise conflict("list_issued", f"Monthly list {lst.id} is already issued.")
+
+
+def issue(session: Session, actor: Actor, lst: MonthlyList) -> MonthlyList:
+    """draft → issued: every active task goes out to its organisations, all in this one transaction."""
+    _require_unissued(lst)
     tasks = list(session.scalars(select(MonthlyTask).where(MonthlyTask.list_id == lst.id,
                                                            MonthlyTask.status == TaskStatus.active)
                                  .order_by(MonthlyTask.position)))
     if not tasks:
         raise conflict("no_tasks", f"Monthly list {lst.id} has no active task to issue.")
     before = audit.snapshot(lst)
-    versioned_update(session, lst, lst.version, {"status": MonthlyListStatus.issued, "issued_at": utcnow(),
-                                                 "issued_by": actor.user_id})
+    # A concurrent issuer that committed first makes this one a 409, before any assignment is sent twice.
+    transition_update(session, lst, {"status": MonthlyListStatus.issued, "issued_at": utcnow(),
+                                     "issued_by": actor.user_id}, _require_unissued)
     sent = _fan_out(session, actor, lst, tasks)
     b, a = audit.changed(before, audit.snapshot(lst))
     # The assignments are created by this act; the row names how many each task produced.
@@ -444,10 +455,12 @@ def list_assignments(session: Session, actor: Actor, filters: AssignmentFilters,
 
 
 def _assignment_move(session: Session, actor: Actor, a: TaskAssignment, action: str, changes: dict[str, Any],
-                     note: str | None) -> TaskAssignment:
+                     note: str | None, recheck: Callable[[TaskAssignment], None]) -> TaskAssignment:
+    """Move an assignment `recheck` found movable: a concurrent move that committed first makes this one the 409
+    `recheck` gives its new state (as if it had come second)."""
     before = audit.snapshot(a)
     from_status = a.status
-    versioned_update(session, a, a.version, changes)
+    transition_update(session, a, changes, recheck)
     session.add(TaskAssignmentEvent(assignment_id=a.id, user_id=actor.user_id, from_status=from_status,
                                 to_status=a.status, note=note))
     session.flush()
@@ -463,26 +476,34 @@ def report_progress(session: Session, actor: Actor, a: TaskAssignment, org: Orga
     if actor.org_id != org.id:
         raise ProblemError(403, "own_organization_required",
                            f"Only the users of organisation {org.id} report on its assignments.")
-    if a.status not in OPEN:
-        raise conflict("invalid_status", f"Assignment {a.id} is {a.status}; only a pending or in-progress "
-                                         "assignment takes a progress report.")
+    _require_open(a)
     changes: dict[str, Any] = {"status": data.status}
     if data.note is not None:
         changes["progress_note"] = data.note
     if data.status == TaskAssignmentStatus.done:
         changes.update(done_at=utcnow(), done_on=clock.today())
-    return _assignment_move(session, actor, a, "report", changes, data.note)
+    return _assignment_move(session, actor, a, "report", changes, data.note, _require_open)
+
+
+def _require_open(a: TaskAssignment) -> None:
+    if a.status not in OPEN:
+        raise conflict("invalid_status", f"Assignment {a.id} is {a.status}; only a pending or in-progress "
+                                         "assignment takes a progress report.")
+
+
+def _require_done(a: TaskAssignment) -> None:
+    if a.status != TaskAssignmentStatus.done:
+        raise conflict("invalid_status", f"Assignment {a.id} is {a.status}; only a done assignment can be reopened.")
 
 
 def reopen(session: Session, actor: Actor, a: TaskAssignment, org: Organization, reason: str) -> TaskAssignment:
     """done → in_progress with a reason, by the level above."""
     require_level_above(actor, org.path, "reopen its assignments")
-    if a.status != TaskAssignmentStatus.done:
-        raise conflict("invalid_status", f"Assignment {a.id} is {a.status}; only a done assignment can be reopened.")
+    _require_done(a)
     return _assignment_move(session, actor, a, "reopen", {
         "status": TaskAssignmentStatus.in_progress, "done_at": None, "done_on": None,
         "reopen_count": a.reopen_count + 1,
-    }, reason)
+    }, reason, _require_done)
 
 
 # ---------------------------------------------------------------- the quarterly review (季度组织工作例会)

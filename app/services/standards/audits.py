@@ -22,7 +22,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
-from app.core.versioning import transition_update, versioned_update
+from app.core.versioning import transition_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.standards import (
     Aspect,
@@ -279,7 +279,8 @@ def put_scores(session: Session, actor: Actor, a: StandardAudit, org: Organizati
     if data.summary is not None:
         changes["summary"] = data.summary
     before_audit = audit.snapshot(a)
-    versioned_update(session, a, a.version, changes)
+    # No If-Match on scores: a concurrent submit (or scoring) that committed first makes this one a 409.
+    transition_update(session, a, changes, _require_draft)
     b, af = audit.changed(before_audit, audit.snapshot(a))
     if af:
         audit.record(session, actor=actor, action="standard_audit.update", entity="standard_audit",

@@ -18,7 +18,7 @@ from app.core.db import utcnow
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.standards import (
     Aspect,
     AspectMax,
@@ -150,8 +150,9 @@ def update_set(session: Session, actor: Actor, std: StandardSet, data: StandardS
 
 
 def _touch(session: Session, std: StandardSet) -> None:
-    """An item change is a change of the set: its ETag moves on."""
-    versioned_update(session, std, std.version, {})
+    """An item change is a change of the set: its ETag moves on. A concurrent change of the set that committed
+    first (a publish, another item change) makes this one a 409, never a 412: items are changed without If-Match."""
+    transition_update(session, std, {}, lambda current: _require_editable(session, current))
 
 
 def _check_item_code(session: Session, set_id: int, code: str, own_id: int | None) -> None:
@@ -219,10 +220,19 @@ def delete_item(session: Session, actor: Actor, std: StandardSet, item: Standard
                  before=before)
 
 
-def publish(session: Session, actor: Actor, std: StandardSet) -> StandardSet:
-    """Draft → published; the edition it replaces for the same year and domain is retired."""
+def _require_draft(std: StandardSet) -> None:
     if std.status != StandardSetStatus.draft:
         raise conflict("set_not_draft", f"Standard set {std.id} is {std.status}; only a draft can be published.")
+
+
+def _require_published(std: StandardSet) -> None:
+    if std.status != StandardSetStatus.published:
+        raise conflict("set_not_published", f"Standard set {std.id} is {std.status}; only a published set retires.")
+
+
+def publish(session: Session, actor: Actor, std: StandardSet) -> StandardSet:
+    """Draft → published; the edition it replaces for the same year and domain is retired."""
+    _require_draft(std)
     items = items_of(session, std.id)
     missing = [a.value for a in Aspect if not any(i.aspect == a for i in items)]
     if missing:
@@ -237,7 +247,8 @@ def publish(session: Session, actor: Actor, std: StandardSet) -> StandardSet:
         audit.record(session, actor=actor, action="standard_set.retire", entity="standard_set",
                      entity_id=previous.id, before={"status": "published"},
                      after={"status": "retired", "replaced_by": std.id})
-    versioned_update(session, std, std.version, {"status": StandardSetStatus.published, "published_at": now})
+    # A concurrent publisher that committed first makes this one a 409, as if it had come second.
+    transition_update(session, std, {"status": StandardSetStatus.published, "published_at": now}, _require_draft)
     audit.record(session, actor=actor, action="standard_set.publish", entity="standard_set", entity_id=std.id,
                  before={"status": "draft"}, after={"status": "published"})
     return std
@@ -245,9 +256,9 @@ def publish(session: Session, actor: Actor, std: StandardSet) -> StandardSet:
 
 def retire(session: Session, actor: Actor, std: StandardSet) -> StandardSet:
     """Published → retired: no new audits use it; audits already using it keep it."""
-    if std.status != StandardSetStatus.published:
-        raise conflict("set_not_published", f"Standard set {std.id} is {std.status}; only a published set retires.")
-    versioned_update(session, std, std.version, {"status": StandardSetStatus.retired, "retired_at": utcnow()})
+    _require_published(std)
+    # A concurrent retirement (or a publish replacing it) that committed first makes this one a 409.
+    transition_update(session, std, {"status": StandardSetStatus.retired, "retired_at": utcnow()}, _require_published)
     audit.record(session, actor=actor, action="standard_set.retire", entity="standard_set", entity_id=std.id,
                  before={"status": "published"}, after={"status": "retired"})
     return std

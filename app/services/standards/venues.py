@@ -14,7 +14,7 @@ from app.core.errors import conflict, invalid, not_found
 from app.core.money import from_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
 from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, within
-from app.core.versioning import versioned_update
+from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.standards import (
     CoverageTownship,
@@ -215,11 +215,17 @@ def create_investment(session: Session, actor: Actor, data: VenueInvestmentCreat
     return row
 
 
-def cancel_investment(session: Session, actor: Actor, row: VenueInvestment, reason: str) -> VenueInvestment:
-    """An entry made in error is cancelled, never deleted: it leaves the totals and stays on record."""
+def _require_recorded(row: VenueInvestment) -> None:
     if row.status == InvestmentStatus.cancelled:
         raise conflict("already_cancelled", f"Investment {row.id} is already cancelled.")
-    versioned_update(session, row, row.version, {"status": InvestmentStatus.cancelled, "cancel_reason": reason})
+
+
+def cancel_investment(session: Session, actor: Actor, row: VenueInvestment, reason: str) -> VenueInvestment:
+    """An entry made in error is cancelled, never deleted: it leaves the totals and stays on record."""
+    _require_recorded(row)
+    # A concurrent cancel that committed first makes this one a 409, as if it had come second.
+    transition_update(session, row, {"status": InvestmentStatus.cancelled, "cancel_reason": reason},
+                      _require_recorded)
     audit.record(session, actor=actor, action="venue_investment.cancel", entity="venue_investment",
                  entity_id=row.id, org_id=row.org_id, before={"status": "recorded"},
                  after={"status": "cancelled", "cancel_reason": reason})
