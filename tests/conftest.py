@@ -15,11 +15,12 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core import db as core_db
+from app.core import report_cache
 from tests.factories import World, build_world
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,6 +86,9 @@ def db(engine: Engine, world: World) -> Iterator[Session]:
     saved = core_db._holder.factory
     core_db._holder.factory = factory
     session = factory()
+    # What a test writes through this session is seen by the app's sessions on the same connection as if it
+    # had committed: its tables get new tokens for the report cache right away (app.core.report_cache).
+    event.listen(session, "after_flush_postexec", lambda s, _context: report_cache.announce(s))
     try:
         yield session
     finally:

@@ -23,6 +23,7 @@ from sqlmodel import col
 from app.core import audit
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, subtree_org_ids, within
 from app.models.frontline import (
     DutyMember,
@@ -486,6 +487,7 @@ def list_visits(session: Session, actor: Actor, params: PageParams, *, group_id:
                       tiebreak=FrontlineVisit.id, present=visits_public)
 
 
+@cached_report()
 def summary(session: Session, actor: Actor, *, year: int, month: int | None, group_id: int | None,
             org_id: int | None, subtree: bool) -> VisitSummary:
     """Per group and village visited in the period (visits to villages in the actor's scope): visits, households,

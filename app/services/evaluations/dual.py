@@ -27,6 +27,7 @@ from app.core import audit
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, require_level_above, require_org_in_scope, subtree_org_ids
 from app.models.evaluations.common import (
     CadreDuty,
@@ -349,6 +350,7 @@ def _avg(total: int | None, n: int) -> Decimal | None:
     return round_half_up(Decimal(int(total)) / Decimal(n) / 100)
 
 
+@cached_report()
 def summary(session: Session, actor: Actor, *, year: int, org_id: int | None, subtree: bool) -> DualEvaluationSummary:
     """Grade distribution per township and average scores per duty: four statements whatever the size."""
     root_id = org_id if org_id is not None else actor.org_id

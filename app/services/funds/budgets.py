@@ -17,6 +17,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.money import fmt_yuan, from_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, in_subtree, require_org_in_scope, subtree_org_ids
 from app.models.funds.budgets import (
     AllocationCreate,
@@ -427,6 +428,7 @@ def _row(row_type: str, sums: dict[str, int], **extra: Any) -> ExecutionRow:
     )
 
 
+@cached_report()
 def execution_report(
     session: Session, actor: Actor, *, fiscal_year: int, org_id: int | None, subtree: bool, category: str | None
 ) -> ExecutionReport:

@@ -36,6 +36,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.money import fmt_yuan, from_fen, round_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, in_subtree, require_org_in_scope, subtree_org_ids
 from app.models.funds.common import month_str, months_between
 from app.models.funds.dues import (
@@ -453,6 +454,7 @@ def statement(session: Session, actor: Actor, *, member_id: int, year: int) -> D
 _STREAM = 2000  # rows per fetch of the streamed arrears queries
 
 
+@cached_report(skip=lambda arguments: arguments.get("limit") is None)  # a whole export
 def arrears_page(session: Session, actor: Actor, *, org_id: int | None, subtree: bool, as_of: dt.date,
                  flagged_only: bool = False, limit: int | None = None, offset: int = 0,
                  member_id: int | None = None) -> tuple[list[ArrearsRow], int]:

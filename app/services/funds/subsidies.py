@@ -18,6 +18,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.money import fmt_yuan, from_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, in_subtree, require_org_in_scope, subtree_org_ids
 from app.models.funds.budgets import BudgetLine
 from app.models.funds.subsidies import (
@@ -562,6 +563,7 @@ def line_public(ln: SubsidyLine, name: str | None = None) -> SubsidyLinePublic:
     )
 
 
+@cached_report()
 def summary(session: Session, actor: Actor, *, year: int, org_id: int | None, subtree: bool) -> SubsidySummary:
     """Beneficiaries and totals per kind and township over the year's committed and paid lines: one query."""
     stmt = (

@@ -13,6 +13,7 @@ from sqlmodel import col
 from app.core import audit
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, require_org_in_scope, subtree_org_ids
 from app.models.organizations import Organization
 from app.models.people import Person, PersonStatus
@@ -99,6 +100,7 @@ def get_log(session: Session, actor: Actor, log_id: int) -> PostLog:
 # Summary
 
 
+@cached_report()
 def summary(session: Session, actor: Actor, *, year: int, org_id: int | None, subtree: bool) -> PostSummary:
     """Coverage of members without office, posts by field, review grades: four statements whatever the size."""
     root_id = org_id if org_id is not None else actor.org_id

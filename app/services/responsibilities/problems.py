@@ -17,6 +17,7 @@ from app.core.config import get_settings
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgStatus
@@ -433,6 +434,7 @@ def inspection_public(inspection: QuarterlyInspection, org_name: str, problem_co
 # ---------------------------------------------------------------- summary
 
 
+@cached_report(dates=lambda: clock.today())  # looked up per call: tests patch it
 def summary(
     session: Session, actor: Actor, *, year: int | None, org_id: int | None, subtree: bool, rollup: bool
 ) -> list[ProblemSummaryRow]:
