@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -25,10 +28,18 @@ such input is a 422, as is a body that is not valid UTF-8; a body over 1 MiB is 
 Log in with `POST /api/v1/auth/token` (or the Authorize button) and send `Authorization: Bearer …`."""
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # The pool the synchronous routes run in (settings.worker_threads; per event loop, so set once it runs).
+    anyio.to_thread.current_default_thread_limiter().total_tokens = get_settings().worker_threads
+    yield
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level)
     app = FastAPI(
+        lifespan=_lifespan,
         title="Grassroots Party organisation records",
         version="1.0.0",
         description=DESCRIPTION,
