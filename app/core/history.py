@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 from fastapi import Query, Response
 from pydantic import BaseModel
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -151,8 +151,17 @@ def _as_dict(answer: Any) -> dict[str, Any]:
 
 
 def _changes_of(entity: str, entity_id: int) -> Select[Any]:
-    return select(AuditLog).where(AuditLog.entity == entity, AuditLog.entity_id == str(entity_id),
-                                  col(AuditLog.action).not_in(NOT_CHANGES))
+    """The audit rows of the record now at `entity_id`: from its latest creation on.
+
+    SQLite reuses the id of a deleted record (the largest), so older rows under the same id may be another record's.
+    A creation row is the one whose `after` is the new record's snapshot, naming its own id (changes record only the
+    fields they change, never the id; reads and deletions have no such `after`). A record without one (seeded or
+    migrated before the log, or made in bulk) keeps all its rows."""
+    own = (AuditLog.entity == entity, AuditLog.entity_id == str(entity_id), col(AuditLog.action).not_in(NOT_CHANGES))
+    # Compared as text (as_string casts): no cast to a number fails on another entity's id, whatever the plan.
+    created = (select(func.max(AuditLog.id))
+               .where(*own, col(AuditLog.after)["id"].as_string() == str(entity_id)).scalar_subquery())
+    return select(AuditLog).where(*own, AuditLog.id >= func.coalesce(created, 0))
 
 
 def record_as_of(session: Session, info: Recorded, item_id: int, current: dict[str, Any],
