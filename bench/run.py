@@ -56,6 +56,9 @@ class Case:
     content_type: str = "application/json"
     server: str = "app"  # or "hello"
     expect: int = 200
+    # A URL answered before the run whose `next` is appended to `path` as `after` (a keyset cursor made by the
+    # service with the bench's SECRET_KEY, so the server accepts it).
+    cursor_from: str | None = None
     sql: int | None = None
     single_ms: float | None = None  # one request alone, in-process (the probe before the load)
     connections: int = 0
@@ -83,6 +86,8 @@ def cases_for(m: Any) -> list[Case]:
         Case("page_city_first", "assignments page of 50 + total, city scope (155k rows)",
              "/api/v1/assignments?limit=50", "city"),
         Case("page_city_deep", "the same at offset 50,000", "/api/v1/assignments?limit=50&offset=50000", "city"),
+        Case("page_city_cursor", "the same page by keyset cursor (after = next of row 50,000)",
+             "/api/v1/assignments?limit=50", "city", cursor_from="/api/v1/assignments?limit=1&offset=49999"),
         Case("create_org", "POST a branch under a village (validation, audit row), township user",
              "/api/v1/organizations",
              "township", method="POST", body=create, expect=201),
@@ -210,6 +215,8 @@ def count_sql(url: str, dialect: str, manifest: Any, cases: list[Case]) -> None:
         if case.server != "app":
             continue
         headers = request_headers(case, tokens)
+        if case.cursor_from:
+            resolve_cursor(client, case, headers)
         counter["n"] = 0
         t0 = time.perf_counter()
         response = client.request(case.method, case.path, content=case.body, headers=headers)
@@ -224,6 +231,20 @@ def count_sql(url: str, dialect: str, manifest: Any, cases: list[Case]) -> None:
                              f"{response.text[:300]}")
     event.remove(engine, "before_cursor_execute", count)
     engine.dispose()
+
+
+def resolve_cursor(client: Any, case: Case, headers: dict[str, str]) -> None:
+    """Append `after` = the `next` of `case.cursor_from` (a page of one row) to the case's path. A smaller
+    dataset (BENCH_SCALE=tiny) has fewer rows: the cursor of its last row is taken (an empty page, as the deep
+    offset gives there)."""
+    assert case.cursor_from is not None
+    page = client.get(case.cursor_from, headers=headers).json()
+    if page.get("next") is None and page.get("total"):
+        base = case.cursor_from.split("&offset=")[0]
+        page = client.get(f"{base}&offset={page['total'] - 1}", headers=headers).json()
+    if page.get("next") is None:
+        raise SystemExit(f"{case.name}: {case.cursor_from} gave no cursor: {json.dumps(page)[:300]}")
+    case.path += "&after=" + urllib.parse.quote(page["next"])
 
 
 def login_all(post: Any, manifest: Any) -> dict[str, str]:

@@ -75,7 +75,7 @@ def test_every_recorded_item_has_history_and_as_of(route: Any, info: Any, client
     r = client.get(f"{req.path}/history", headers=h)
     assert r.status_code == 200, r.text
     page = r.json()
-    assert set(page) == {"items", "total", "limit", "offset"} and page["total"] == len(page["items"])
+    assert set(page) == {"items", "total", "limit", "offset", "next"} and page["total"] == len(page["items"])
     ids = [v["audit_id"] for v in page["items"]]
     assert ids == sorted(ids, reverse=True)
     item_id = req.path.rstrip("/").rsplit("/", 1)[-1]

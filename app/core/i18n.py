@@ -144,6 +144,21 @@ MESSAGES: dict[str, Message] = {
         "`after` out to start from the beginning.":
             "该游标不是本服务签发的；请原样传入上一次应答中的 next，或不传 after 从头开始。",
     }),
+    "cursor_mismatch": Message("游标不属于该列表或排序", {
+        "This cursor belongs to another list or another sort; pass it with the path and `sort` of the page it "
+        "came from.": "该游标属于另一个列表或另一种排序；请在产生它的那一页的地址和 sort 下使用。",
+    }),
+    "cursor_with_offset": Message("after 与 offset 不能同时使用", {
+        "Pass either `after` or `offset`, not both: the cursor already says where the page starts.":
+            "after 和 offset 只能传一个：游标已经指明了这一页从哪里开始。",
+    }),
+    "cursor_unsupported": Message("该列表或排序不支持游标", {
+        "This list pages with `offset` only (it is computed as a whole, or its order cannot be resumed from a "
+        "cursor); leave `after` out.":
+            "该列表只能用 offset 分页（它是整体计算的，或其排序无法从游标续接）；请不要传 after。",
+        "This sort includes personal data, which a cursor never carries; page it with `offset` or sort by another "
+        "field.": "该排序包含个人信息，游标从不携带个人信息；请用 offset 分页，或按其他字段排序。",
+    }),
     "updated_since_unsupported": Message("该列表不支持按更新时间筛选", {
         "This list's records keep no updated_at, so updated_since cannot filter it.":
             "该列表的记录没有更新时间（updated_at），不能用 updated_since 筛选。",

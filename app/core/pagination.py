@@ -19,20 +19,43 @@ How a list route gets this without knowing about it:
    CSV is written chunk by chunk into the response; .xlsx goes through openpyxl's write-only workbook into a
    temporary file that is then sent and deleted. Memory stays bounded by the chunk, not the result.
 A list computed in Python (no statement) is exported whole from the list the route passes.
+
+Keyset cursor (issue 8). `next` on a page is an opaque cursor of its last row; `?after=<next>` gives the page after
+that row with a WHERE on the sort keys instead of an OFFSET, so a deep page reads no more than the first (the list's
+index is walked from the row on). The cursor is base64url `<payload>.<mac>`: the payload is compact JSON
+`[1, bind, values]` (`bind` a short hash of the list's path and its normalised `sort`, `values` the ORDER BY keys of
+the last row: the sort fields, or the list's default, and the unique tiebreak), the mac a truncated HMAC-SHA256 of
+the payload under SECRET_KEY. A cursor that is not ours (or forged) is a 422 `invalid_cursor`, one made for
+another list or sort a 422 `cursor_mismatch`; every value is also type-checked against its column. The next page
+is "after this row" in the ORDER BY's own terms: per key its direction and where its NULLs sort (NULLS LAST for
+`?sort=`, the database's default for a list's default order: last ascending on PostgreSQL, first on SQLite), keys
+that cannot be NULL compared as one row value (`(a, b, id) > (:a, :b, :id)`, which both databases answer from an
+index). `total` stays the count of everything matching the filters; `offset` is 0 on a cursor page and `after`
+with a non-zero `offset` is a 422. A sort on a column marked personal (`Column.info["personal"]`, e.g. a birth
+date the answer may hide) gets no cursor: its values would travel in URLs. Lists computed in Python (no
+`fetch_page`) answer `after` with 422 `cursor_unsupported`, as they answer `updated_since`. An export applies
+`after` like a JSON page (the rows after the cursor).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import datetime as dt
+import hashlib
+import hmac
 import io
 import json
+import math
 import os
 import re
 import tempfile
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import Enum
 from functools import partial
 from itertools import islice
 from typing import Annotated, Any, Generic, TypeVar
@@ -41,12 +64,16 @@ import anyio
 from fastapi import Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, func, select
+from sqlalchemy import Column, ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.types import DateTime, TypeDecorator
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from app.core import accept
+from app.core.config import get_settings
 from app.core.db import read_snapshot
 from app.core.errors import ProblemError
 from app.models.common import Timestamp
@@ -59,6 +86,7 @@ CSV_MEDIA_TYPE = "text/csv"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXPORT_ALL = 2**62  # the limit of an export whose URL gives none: no LIMIT is applied
 EXPORT_CHUNK = 1000  # rows fetched, presented and written at a time
+MAX_CURSOR = 2048  # characters of `after`
 
 # present(session, rows) -> the public items of these rows; `session` is the request's for a JSON page and the
 # export's own read-only snapshot for an export.
@@ -81,7 +109,12 @@ class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int = Field(ge=0, description="Items matching the filters, on every page", examples=[1])
     limit: int = Field(ge=1, description="Page size asked for", examples=[50])
-    offset: int = Field(ge=0, description="Items skipped before this page", examples=[0])
+    offset: int = Field(ge=0, description="Items skipped before this page (0 on a page asked for with `after`)",
+                        examples=[0])
+    next: str | None = Field(
+        description="Pass as `after` (same path and `sort`) for the page after this one, read from this point "
+                    "without an offset. Null when fewer than `limit` items came back, on a list computed as a whole "
+                    "and on a sort by personal data (page those with `offset`)", examples=[None])
 
     @classmethod
     def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
@@ -100,6 +133,10 @@ class PageParams(BaseModel):
     export: Export | None = None
     updated_since: dt.datetime | None = None
     updated_since_applied: bool = False  # set by fetch_page; respond refuses a filter nothing applied
+    after: str | None = None  # the keyset cursor asked for
+    path: str = ""  # the list's URL path: a cursor is bound to it
+    after_applied: bool = False  # set by fetch_page; respond refuses a cursor nothing applied
+    next: str | None = None  # set by fetch_page: the cursor of the page's last row when the page is full
 
 
 class DeferredPage(list[Any]):
@@ -132,24 +169,64 @@ async def page_params(  # no I/O: async, so no hop to a worker thread (issue 8)
     updated_since: Annotated[Timestamp | None, Query(
         description="Only records changed at or after this time (ISO 8601 with offset, e.g. 2026-01-01T00:00:00Z; "
                     "compares `updated_at`, inclusive). A list of records without `updated_at` answers 422")] = None,
+    after: Annotated[str | None, Query(
+        min_length=1, max_length=MAX_CURSOR,
+        description="The `next` of the previous page (same path and `sort`, no `offset`): the page after its last "
+                    "item, read without an offset however deep. A cursor for another list or sort, or one not "
+                    "issued here, answers 422; so does a list computed as a whole, or a sort by personal data")] = None,
 ) -> PageParams:
+    if after is not None and offset:
+        raise ProblemError(422, "cursor_with_offset", "Pass either `after` or `offset`, not both: the cursor already "
+                           "says where the page starts.",
+                           errors=[{"loc": ["query", "offset"], "msg": "must be 0 (or absent) with after"}])
     media_type = negotiate(request.headers.get("accept", ""))
+    common: dict[str, Any] = {"offset": offset, "sort": sort, "updated_since": updated_since, "after": after,
+                              "path": request.url.path}
     if media_type is None:
-        return PageParams(limit=limit, offset=offset, sort=sort, updated_since=updated_since)
+        return PageParams(limit=limit, **common)
     explicit = "limit" in request.query_params
-    return PageParams(limit=limit if explicit else EXPORT_ALL, offset=offset, sort=sort, export=Export(media_type),
-                      updated_since=updated_since)
+    return PageParams(limit=limit if explicit else EXPORT_ALL, export=Export(media_type), **common)
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
 
 
-def order_by(stmt: Select[Any], sort: str | None, allowed: Mapping[str, Any], default: Sequence[Any],
-             tiebreak: Any) -> Select[Any]:
-    """Apply `?sort=` over a whitelist; always end with a unique key so pages are stable."""
+@dataclass(frozen=True)
+class OrderKey:
+    """One ORDER BY key: the expression, its direction and where its NULLs go (None: the database's default)."""
+
+    expr: Any
+    desc: bool
+    nulls_last: bool | None
+
+
+@dataclass(frozen=True)
+class Ordering:
+    clauses: list[Any]  # what ORDER BY applies, unchanged from before cursors
+    keys: list[OrderKey]
+    signature: str  # the normalised `sort` ("" for the list's default): a cursor is bound to it
+
+
+def _order_key(clause: Any) -> OrderKey:
+    """The key of a default ORDER BY entry (a column, `col(x).desc()`, `....nulls_last()`)."""
+    expr = clause.__clause_element__() if hasattr(clause, "__clause_element__") else clause
+    desc, nulls_last = False, None
+    while isinstance(expr, UnaryExpression) and expr.modifier in (
+            operators.desc_op, operators.asc_op, operators.nulls_first_op, operators.nulls_last_op):
+        if expr.modifier in (operators.desc_op, operators.asc_op):
+            desc = expr.modifier is operators.desc_op
+        else:
+            nulls_last = expr.modifier is operators.nulls_last_op
+        expr = expr.element
+    return OrderKey(expr, desc, nulls_last)
+
+
+def ordering(sort: str | None, allowed: Mapping[str, Any], default: Sequence[Any], tiebreak: Any) -> Ordering:
+    """`?sort=` over a whitelist (or the list's default); always ending with a unique key so pages are stable."""
     if not sort:
-        return stmt.order_by(*default, tiebreak)
-    clauses = []
+        clauses = [*default, tiebreak]
+        return Ordering(clauses, [_order_key(c) for c in clauses], "")
+    clauses, keys, names = [], [], []
     for raw in sort.split(","):
         name = raw.strip()
         desc = name.startswith("-")
@@ -163,7 +240,209 @@ def order_by(stmt: Select[Any], sort: str | None, allowed: Mapping[str, Any], de
         column = allowed[name]
         # NULLs last in both directions, the same on SQLite and PostgreSQL.
         clauses.append((column.desc() if desc else column.asc()).nulls_last())
-    return stmt.order_by(*clauses, tiebreak)
+        keys.append(OrderKey(_order_key(column).expr, desc, True))
+        names.append(("-" if desc else "") + name)
+    return Ordering([*clauses, tiebreak], [*keys, _order_key(tiebreak)], ",".join(names))
+
+
+def order_by(stmt: Select[Any], sort: str | None, allowed: Mapping[str, Any], default: Sequence[Any],
+             tiebreak: Any) -> Select[Any]:
+    """Apply `?sort=` over a whitelist; always end with a unique key so pages are stable."""
+    return stmt.order_by(*ordering(sort, allowed, default, tiebreak).clauses)
+
+
+# --------------------------------------------------------------------------------------------- keyset cursor
+
+_CURSOR_VERSION = 1
+_MAC_BYTES = 16
+_MAC_CONTEXT = b"records-page-cursor\x00"
+CURSOR_DETAIL = ("The cursor is not one this service issued; pass `next` of an earlier answer unchanged, or leave "
+                 "`after` out to start from the beginning.")
+_SUPPORTED = (bool, int, float, Decimal, dt.datetime, dt.date, str)
+
+
+def invalid_cursor() -> ProblemError:
+    return ProblemError(422, "invalid_cursor", CURSOR_DETAIL,
+                        errors=[{"loc": ["query", "after"], "msg": "not a cursor this service issued"}])
+
+
+def cursor_unsupported(detail: str) -> ProblemError:
+    return ProblemError(422, "cursor_unsupported", detail,
+                        errors=[{"loc": ["query", "after"], "msg": "not available on this list or sort"}])
+
+
+CURSOR_OFFSET_ONLY = ("This list pages with `offset` only (it is computed as a whole, or its order cannot be "
+                      "resumed from a cursor); leave `after` out.")
+CURSOR_PERSONAL = ("This sort includes personal data, which a cursor never carries; page it with `offset` or sort "
+                   "by another field.")
+
+
+@dataclass(frozen=True)
+class _Column:
+    """What the cursor needs to know of an ORDER BY key to write and check its value."""
+
+    key: OrderKey
+    python_type: type | None  # None: a type the cursor cannot carry
+    aware: bool  # a datetime with time zone
+    never_null: bool
+    personal: bool
+
+
+def _column(key: OrderKey, tables: set[Any]) -> _Column:
+    expr, sql_type = key.expr, key.expr.type
+    while isinstance(sql_type, TypeDecorator):
+        sql_type = sql_type.impl_instance
+    try:
+        python_type: type | None = sql_type.python_type
+    except NotImplementedError:
+        python_type = None
+    if python_type is not None and not (issubclass(python_type, Enum) or python_type in _SUPPORTED):
+        python_type = None
+    # Only a NOT NULL column of the listed entity's own table is surely never NULL (an outer join's is not).
+    never_null = isinstance(expr, Column) and not expr.nullable and expr.table in tables
+    personal = bool(isinstance(expr, Column) and expr.info.get("personal"))
+    return _Column(key, python_type, isinstance(sql_type, DateTime) and bool(sql_type.timezone), never_null,
+                   personal)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(payload: bytes) -> bytes:
+    key = get_settings().secret_key.encode()
+    return hmac.new(key, _MAC_CONTEXT + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _bind(path: str, signature: str) -> str:
+    return hashlib.sha256(f"{path}\n{signature}".encode()).hexdigest()[:16]
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, dt.date | Decimal):  # datetime is a date
+        return value.isoformat() if isinstance(value, dt.date) else str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"a cursor cannot carry {type(value).__name__}")
+
+
+def encode_cursor(path: str, signature: str, values: Sequence[Any]) -> str:
+    payload = json.dumps([_CURSOR_VERSION, _bind(path, signature), [_encode_value(v) for v in values]],
+                         separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return f"{_b64(payload)}.{_b64(_mac(payload))}"
+
+
+def _decode_value(raw: Any, column: _Column) -> Any:
+    """The typed value of one key, or ValueError."""
+    if raw is None:
+        if column.never_null:
+            raise ValueError("NULL in a column that has none")
+        return None
+    kind = column.python_type
+    if kind is None:
+        raise ValueError("unsupported column")
+    if issubclass(kind, Enum):
+        if type(raw) is not str:
+            raise ValueError(raw)
+        return kind(raw)
+    if kind is bool:
+        if type(raw) is not bool:
+            raise ValueError(raw)
+        return raw
+    if kind is int:
+        if type(raw) is not int:
+            raise ValueError(raw)
+        return raw
+    if kind is float:
+        if type(raw) not in (int, float) or not math.isfinite(raw):
+            raise ValueError(raw)
+        return float(raw)
+    if type(raw) is not str:
+        raise ValueError(raw)
+    if kind is str:
+        return raw
+    if kind is Decimal:
+        number = Decimal(raw)
+        if not number.is_finite():
+            raise ValueError(raw)
+        return number
+    if kind is dt.datetime:
+        moment = dt.datetime.fromisoformat(raw)
+        if (moment.tzinfo is not None) != column.aware:
+            raise ValueError(raw)
+        return moment.astimezone(dt.UTC) if column.aware else moment
+    return dt.date.fromisoformat(raw)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def decode_cursor(cursor: str, path: str, signature: str, columns: Sequence[_Column]) -> list[Any]:
+    """The last row's key values a cursor carries; 422 if it is not ours, or not for this list and sort."""
+    try:
+        payload_text, mac_text = cursor.split(".")
+        payload, mac = _unb64(payload_text), _unb64(mac_text)
+    except (ValueError, binascii.Error):
+        raise invalid_cursor() from None
+    if not hmac.compare_digest(mac, _mac(payload)):
+        raise invalid_cursor()
+    try:
+        version, bind, raw = json.loads(payload, parse_constant=_no_constant)
+    except (ValueError, TypeError):
+        raise invalid_cursor() from None
+    if version != _CURSOR_VERSION or not isinstance(bind, str) or not isinstance(raw, list):
+        raise invalid_cursor()
+    if bind != _bind(path, signature):
+        raise ProblemError(422, "cursor_mismatch", "This cursor belongs to another list or another sort; pass it "
+                           "with the path and `sort` of the page it came from.",
+                           errors=[{"loc": ["query", "after"], "msg": "made for another list or sort"}])
+    if len(raw) != len(columns):
+        raise invalid_cursor()
+    try:
+        return [_decode_value(value, column) for value, column in zip(raw, columns, strict=True)]
+    except (ValueError, TypeError, InvalidOperation):
+        raise invalid_cursor() from None
+
+
+def _after(columns: Sequence[_Column], values: Sequence[Any], i: int, dialect: str) -> ColumnElement[bool]:
+    """Rows after the one whose keys are `values`, in the ORDER BY of `columns` (from key `i` on)."""
+    if i == len(columns):
+        return false()  # the tiebreak is unique: equal on every key is the row itself
+    first = columns[i]
+    if first.never_null:
+        # A run of NOT NULL keys in one direction: one row-value comparison, which an index answers.
+        j = i
+        while j < len(columns) and columns[j].never_null and columns[j].key.desc == first.key.desc:
+            j += 1
+        exprs = [c.key.expr for c in columns[i:j]]
+        binds = [literal(v, c.key.expr.type) for c, v in zip(columns[i:j], values[i:j], strict=True)]
+        left: Any = exprs[0] if len(exprs) == 1 else tuple_(*exprs)
+        right: Any = binds[0] if len(binds) == 1 else tuple_(*binds)
+        strict = left < right if first.key.desc else left > right
+        if j == len(columns):
+            return strict
+        bound = left <= right if first.key.desc else left >= right
+        return and_(bound, or_(strict, and_(left == right, _after(columns, values, j, dialect))))
+    expr, value, rest = first.key.expr, values[i], _after(columns, values, i + 1, dialect)
+    nulls_last = first.key.nulls_last
+    if nulls_last is None:  # the database's default: PostgreSQL sorts NULL as the largest value, SQLite the smallest
+        nulls_last = first.key.desc == (dialect == "sqlite")
+    if value is None:
+        if nulls_last:  # after a NULL only NULLs follow in this column
+            return and_(expr.is_(None), rest)
+        return or_(expr.is_not(None), and_(expr.is_(None), rest))
+    bind = literal(value, expr.type)
+    strict = expr < bind if first.key.desc else expr > bind
+    if nulls_last:
+        strict = or_(strict, expr.is_(None))
+    return or_(strict, and_(expr == bind, rest))
 
 
 def updated_since_unsupported() -> ProblemError:
@@ -193,7 +472,18 @@ def fetch_page(
     `rows=True`: the statement selects an entity plus joined columns (items are tuples); `present` turns
     the fetched rows into what the list shows. For an export nothing runs here (see the module docstring)."""
     stmt = changed_since(stmt, params)
-    ordered = order_by(stmt, params.sort, allowed, default, tiebreak)
+    order = ordering(params.sort, allowed, default, tiebreak)
+    entity = stmt.column_descriptions[0].get("entity")
+    tables = {entity.__table__} if hasattr(entity, "__table__") else set()
+    columns = [_column(key, tables) for key in order.keys]
+    keyset = all(c.python_type is not None and not c.personal for c in columns)
+    ordered = stmt.order_by(*order.clauses)
+    if params.after is not None:
+        if not keyset:
+            raise cursor_unsupported(CURSOR_PERSONAL if any(c.personal for c in columns) else CURSOR_OFFSET_ONLY)
+        values = decode_cursor(params.after, params.path, order.signature, columns)
+        ordered = ordered.where(_after(columns, values, 0, session.get_bind().dialect.name))
+        params.after_applied = True
     if params.limit < EXPORT_ALL:
         ordered = ordered.limit(params.limit)
     if params.offset:
@@ -204,7 +494,14 @@ def fetch_page(
         params.export.query, params.export.rows, params.export.present = ordered, rows, present
         return DeferredPage(), 0
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    found = list(session.execute(ordered).all()) if rows else list(session.scalars(ordered))
+    if keyset:  # the key values ride along as extra columns: the cursor of the last row costs no statement
+        width = len(stmt.column_descriptions)
+        result = session.execute(ordered.add_columns(*(c.key.expr for c in columns))).all()
+        found = [tuple(r[:width]) if rows else r[0] for r in result]
+        if len(result) == params.limit:
+            params.next = encode_cursor(params.path, order.signature, result[-1][width:])
+    else:
+        found = list(session.execute(ordered).all()) if rows else list(session.scalars(ordered))
     return (list(present(session, found)) if present else found), total
 
 
@@ -381,12 +678,14 @@ def respond(
     page for JSON and on each chunk, in the export's own session, for an export."""
     if params.updated_since is not None and not params.updated_since_applied:
         raise updated_since_unsupported()
+    if params.after is not None and not params.after_applied:
+        raise cursor_unsupported(CURSOR_OFFSET_ONLY)
     export = params.export
     if export is None:
         if present is not None:
             assert session is not None, "respond(present=...) needs the request's session"
             items = list(present(session, items))
-        return {"items": items, "total": total, "limit": params.limit, "offset": params.offset}
+        return {"items": items, "total": total, "limit": params.limit, "offset": params.offset, "next": params.next}
     fields = list(model.model_fields)
     if export.query is not None:
         if not isinstance(items, DeferredPage):

@@ -107,7 +107,8 @@ class Person(SQLModel, table=True):
     name: str = Field(max_length=50)
     gender: Gender = enum_field()
     ethnicity: str | None = Field(default=None, max_length=20)
-    birth_date: dt.date | None = None
+    # Hidden without pii_read: marked personal, so no page cursor carries it (app.core.pagination).
+    birth_date: dt.date | None = Field(default=None, sa_column_kwargs={"info": {"personal": True}})
     id_number_cipher: str | None = Field(default=None, max_length=255)
     id_number_hash: str | None = Field(default=None, max_length=64, unique=True)
     id_number_masked: str | None = Field(default=None, max_length=18)
