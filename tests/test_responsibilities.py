@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.core.scope import Actor
@@ -50,8 +51,19 @@ def _count(db: Session, model: Any, *where: Any) -> int:
     return db.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
+_AUDIT_MARK = {"id": 0}
+
+
+@pytest.fixture(autouse=True)
+def _audit_mark(engine: Engine) -> None:
+    """The last committed audit row before the test: the concurrency tests (tests/test_races.py) commit rows of
+    their own about letters, lists and problems, so counts look only at this test's rows."""
+    with engine.connect() as conn:
+        _AUDIT_MARK["id"] = conn.scalar(select(func.max(AuditLog.id))) or 0
+
+
 def _audits(db: Session, action: str) -> int:
-    return _count(db, AuditLog, AuditLog.action == action)
+    return _count(db, AuditLog, AuditLog.action == action, AuditLog.id > _AUDIT_MARK["id"])
 
 
 @contextmanager
