@@ -30,7 +30,8 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -152,6 +153,24 @@ class _Cache:
     def __init__(self) -> None:
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._computing: dict[Hashable, tuple[threading.Lock, int]] = {}  # key -> its lock, threads holding or waiting
+
+    @contextmanager
+    def computing(self, key: Hashable) -> Iterator[None]:
+        """Hold the key's lock: concurrent misses of one report compute it once (the rest find the entry)."""
+        with self._lock:
+            lock, users = self._computing.get(key, (threading.Lock(), 0))
+            self._computing[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._computing[key]
+                if users == 1:
+                    del self._computing[key]
+                else:
+                    self._computing[key] = (lock, users - 1)
 
     def get(self, key: Hashable) -> _Entry | None:
         with self._lock:
@@ -200,15 +219,20 @@ def cached(session: Session, key: Hashable, compute: Callable[[], Any]) -> Any:
     if entry is not None and all(tokens.get(name, 0) == token for name, token in entry.tokens):
         CACHE_LOOKUPS.labels("hit").inc()
         return entry.value
-    CACHE_LOOKUPS.labels("miss" if entry is None else "stale").inc()
-    reading = _reading.set(set())
-    try:
-        value = compute()
-        tables = _reading.get() or set()
-    finally:
-        _reading.reset(reading)
-    if not _has_written(session):
-        _cache.put(key, _Entry(value, tuple(sorted((name, tokens.get(name, 0)) for name in tables))))
+    with _cache.computing(key):  # one computation per key at a time; the others wait for its result
+        entry = _cache.get(key)
+        if entry is not None and all(tokens.get(name, 0) == token for name, token in entry.tokens):
+            CACHE_LOOKUPS.labels("hit").inc()
+            return entry.value
+        CACHE_LOOKUPS.labels("miss" if entry is None else "stale").inc()
+        reading = _reading.set(set())
+        try:
+            value = compute()
+            tables = _reading.get() or set()
+        finally:
+            _reading.reset(reading)
+        if not _has_written(session):
+            _cache.put(key, _Entry(value, tuple(sorted((name, tokens.get(name, 0)) for name in tables))))
     return value
 
 

@@ -17,6 +17,7 @@ from app.core import audit
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgStatus
@@ -505,6 +506,7 @@ def generate(session: Session, actor: Actor, data: LetterGenerate) -> list[int]:
 # ---------------------------------------------------------------- summary
 
 
+@cached_report()
 def summary(session: Session, actor: Actor, *, year: int | None, org_id: int | None, subtree: bool,
             rollup: bool) -> list[LetterSummaryRow]:
     """Per organisation: letters by kind and status, the settled score and its share of the settled weight."""

@@ -21,6 +21,7 @@ from app.core import audit
 from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
 from app.core.versioning import transition_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
@@ -414,6 +415,7 @@ def compare(session: Session, actor: Actor, a: StandardAudit, other_id: int) -> 
                            percentage_change=round(pb.percentage - pa.percentage, 2), aspects=aspects, items=rows)
 
 
+@cached_report()
 def summary(session: Session, actor: Actor, *, year: int, org_id: int | None, subtree: bool,
             domain: str | None) -> AuditSummary:
     """Per organisation the latest finalised rating (a review before a self-assessment), per-aspect

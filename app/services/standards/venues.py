@@ -13,6 +13,7 @@ from app.core import audit
 from app.core.errors import conflict, invalid, not_found
 from app.core.money import from_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
+from app.core.report_cache import cached_report
 from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, within
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
@@ -235,6 +236,7 @@ def cancel_investment(session: Session, actor: Actor, row: VenueInvestment, reas
 # ---------------------------------------------------------------- summary
 
 
+@cached_report()
 def summary(session: Session, actor: Actor, *, year: int | None) -> VenueSummary:
     """Facility coverage of villages per township and investment per year, in six queries
     whatever the number of organisations. With `year`, facilities built later and investments
