@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.core.db import new_session
+from app.core.db import WRITER_WAIT_SECONDS, new_session, writer_gate
 from app.core.errors import ProblemError
 from app.core.observability import PRINCIPAL_SCOPE_KEY
 from app.core.permissions import Permission, Role, permissions_for
@@ -72,13 +73,25 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     Async, so making the session (no I/O: its first statement begins the transaction) costs no hop to a worker
     thread; only the commit or rollback, when a transaction was begun, runs in one (issue 8: every hop cost
     about 5 % of a get-by-id's CPU). The blocking session is used in worker threads only."""
-    session = new_session(write=_writes(request))
+    write = _writes(request)
+    gate = writer_gate() if write else None
+    if gate is not None:
+        try:
+            await asyncio.wait_for(gate.acquire(), WRITER_WAIT_SECONDS)
+        except TimeoutError:
+            raise ProblemError(503, "database_unavailable", "The database is busy with other changes; try again "
+                               "shortly.", headers={"Retry-After": "5"}) from None
+    session = new_session(write=write)
     try:
-        yield session
-    except BaseException:
-        await _end(session, commit=False)
-        raise
-    await _end(session, commit=True)
+        try:
+            yield session
+        except BaseException:
+            await _end(session, commit=False)
+            raise
+        await _end(session, commit=True)
+    finally:
+        if gate is not None:
+            gate.release()
 
 
 async def _end(session: Session, *, commit: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 import weakref
@@ -140,6 +141,26 @@ def configure_engine(url: str | None = None) -> Engine:
     _holder.factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
     _holder.writer = engine.execution_options(sqlite_immediate=True) if engine.dialect.name == "sqlite" else None
     return engine
+
+
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def writer_gate() -> asyncio.Lock | None:
+    """SQLite: the lock a writing request of this event loop holds from before its first statement until its
+    commit (None on PostgreSQL, whose writers do not queue).
+
+    Writers wait for it in the event loop, holding no worker thread. Otherwise a writer waits for the write lock
+    (`writer_lock`) inside a worker thread, while the request that holds it may need one more thread for its
+    next step: with every thread taken by waiting writers, nothing moves until the wait times out. That kept
+    the thread pool at anyio's 40 threads; behind this gate it can be small (WORKER_THREADS, issue 8)."""
+    if _holder.writer is None:
+        return None
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop)
+    if gate is None:
+        gate = _GATES[loop] = asyncio.Lock()
+    return gate
 
 
 def get_engine() -> Engine:
