@@ -216,3 +216,23 @@ def test_a_write_committed_by_another_process_is_in_the_next_report(
         assert done.returncode == 0, done.stderr[-2000:]
         after = summary(client, headers, root)
     assert sum(r["total"] for r in after) == sum(r["total"] for r in first) + 1
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/problems/summary?year=2019&rollup=true", "/api/v1/responsibility-letters/summary?year=2019",
+    "/api/v1/duty-posts/summary?year=2019", "/api/v1/audits/summary?year=2019", "/api/v1/venues/summary",
+    "/api/v1/budgets/execution?year=2019&subtree=true", "/api/v1/subsidies/summary?year=2019&subtree=true",
+    "/api/v1/dual-evaluations/summary?year=2019", "/api/v1/frontline-groups/summary?year=2019",
+])
+def test_an_answer_from_memory_is_the_same_bytes(client: TestClient, world: World, path: str) -> None:
+    """The first answer after a computation is serialised by FastAPI; later ones are the bytes kept with the
+    entry (serves_json): the same document, byte for byte, with the same media type."""
+    open_problem(client, world, world.v1)
+    report_cache.clear()
+    first = client.get(path, headers=world.auth("city"))
+    again = client.get(path, headers=world.auth("city"))
+    served = client.get(path, headers=world.auth("city"))
+    assert first.status_code == again.status_code == served.status_code == 200, first.text
+    assert again.content == first.content and served.content == first.content
+    assert again.headers["content-type"] == first.headers["content-type"]
+    assert report_cache.CACHE_LOOKUPS.labels("hit")._value.get() >= 2

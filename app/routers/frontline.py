@@ -12,6 +12,7 @@ from app.core.errors import problem_responses
 from app.core.history import recorded
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
+from app.core.report_cache import serves_json
 from app.deps import FrontlineManage, FrontlineRead, FrontlineWrite, ItemId, OptionalIdQuery, SessionDep
 from app.models.frontline import (
     MONTH_PATTERN,
@@ -59,6 +60,7 @@ def list_groups(request: Request, session: SessionDep, actor: FrontlineRead, pag
 @groups.get("/summary", response_model=VisitSummary, operation_id="frontline_groups_summary",
             summary="Visits, households, disputes settled and problems opened per group and village",
             responses=READ_ERRORS)
+@serves_json
 def visits_summary(session: SessionDep, actor: FrontlineRead, year: Annotated[int, Query(ge=2000, le=2100)],
                    month: MonthNumber = None, group_id: OptionalIdQuery = None, org_id: OptionalIdQuery = None,
                    subtree: Subtree = False) -> Any:

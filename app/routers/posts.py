@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import problem_responses
 from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
+from app.core.report_cache import serves_json
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, OptionalIdQuery, PostsConfigure, PostsRead, PostsWrite, SessionDep
 from app.models.common import IsoDate
@@ -74,6 +75,7 @@ def list_posts(
     "/summary", response_model=PostSummary, operation_id="posts_summary",
     summary="Coverage of members without office, posts by field, review grades", responses=READ_ERRORS,
 )
+@serves_json
 def posts_summary(
     session: SessionDep, actor: PostsRead, year: YearQuery, org_id: OptionalIdQuery = None, subtree: bool = False,
 ) -> Any:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import problem_responses
 from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
+from app.core.report_cache import serves_json
 from app.core.versioning import set_etag
 from app.deps import EvaluationsRead, EvaluationsWrite, ItemId, OptionalIdQuery, SessionDep
 from app.models.evaluations.common import Grade
@@ -46,6 +47,7 @@ def list_evaluations(
 
 @router.get("/summary", response_model=DualEvaluationSummary, operation_id="dual_evaluations_summary",
             summary="Grade distribution per township and average scores per duty", responses=READ_ERRORS)
+@serves_json
 def summary(session: SessionDep, actor: EvaluationsRead, year: YearQuery, org_id: OptionalIdQuery = None,
             subtree: bool = False) -> Any:
     """Without `org_id`: the caller's whole subtree. Averages are of finalised evaluations, half up to 2 places."""

@@ -20,6 +20,7 @@ from app.core.pagination import (
     respond,
 )
 from app.core.permissions import Permission
+from app.core.report_cache import serves_json
 from app.deps import FundsApprove, FundsManage, FundsRead, FundsRequest, ItemId, OptionalIdQuery, SessionDep
 from app.models.funds.budgets import (
     AllocationCreate,
@@ -224,6 +225,7 @@ def reverse_disbursement(disbursement_id: ItemId, body: ReasonBody, session: Ses
                              XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
                  "description": "The report; its rows (line, organization, category, total) as CSV with "
                                 f"`Accept: text/csv` or as a workbook with `Accept: {XLSX_MEDIA_TYPE}`"}})
+@serves_json
 def budget_execution(
     request: Request, session: SessionDep, actor: FundsRead,
     year: Annotated[int, Query(ge=YEAR_MIN, le=YEAR_MAX, description="Fiscal year")],

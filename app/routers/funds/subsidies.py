@@ -12,6 +12,7 @@ from app.core.errors import problem_responses
 from app.core.history import recorded
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
+from app.core.report_cache import serves_json
 from app.deps import FundsApprove, FundsConfigure, FundsManage, FundsRead, ItemId, OptionalIdQuery, SessionDep
 from app.models.common import IsoDate
 from app.models.funds.budgets import ReasonBody
@@ -229,6 +230,7 @@ def reverse_line(run_id: ItemId, line_id: ItemId, body: ReasonBody, session: Ses
 
 @summary.get("/summary", response_model=SubsidySummary, operation_id="funds_subsidies_summary",
              summary="Beneficiaries and totals per kind and township for a year", responses=READ_ERRORS)
+@serves_json
 def subsidies_summary(
     session: SessionDep, actor: FundsRead, year: Annotated[int, Query(ge=YEAR_MIN, le=YEAR_MAX)],
     org_id: OptionalIdQuery = None, subtree: bool = False,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from app.core.errors import problem_responses
 from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
+from app.core.report_cache import serves_json
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, LettersManage, LettersRead, LettersSignReport, OptionalIdQuery, SessionDep
 from app.models.responsibilities.letters import (
@@ -69,6 +70,7 @@ def list_letters(
     "/summary", response_model=list[LetterSummaryRow], operation_id="letters_summary",
     summary="Letters by kind and status and the settled scores, per organisation", responses=READ_ERRORS,
 )
+@serves_json
 def letters_summary(
     session: SessionDep, actor: LettersRead, year: YearQuery = None, org_id: OptionalIdQuery = None,
     subtree: Subtree = False, rollup: Rollup = False,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app.core.errors import problem_responses
 from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
+from app.core.report_cache import serves_json
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import (
     InspectionsWrite,
@@ -86,6 +87,7 @@ def list_problems(
     summary="Problems by status, overdue, escalated and average days to verify, per organisation",
     responses=READ_ERRORS,
 )
+@serves_json
 def problems_summary(
     session: SessionDep, actor: ProblemsRead, year: YearQuery = None, org_id: OptionalIdQuery = None,
     subtree: Subtree = False, rollup: Rollup = False,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app.core.errors import problem_responses
 from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
+from app.core.report_cache import serves_json
 from app.core.versioning import set_etag
 from app.deps import AuditsWrite, ItemId, OptionalIdQuery, SessionDep, StandardsRead
 from app.models.common import MAX_ID
@@ -63,6 +64,7 @@ def list_audits(
     summary="Latest finalised rating per organisation, aspect averages, counts per township",
     responses=READ_ERRORS,
 )
+@serves_json
 def audits_summary(
     session: SessionDep, actor: StandardsRead,
     year: Annotated[int, Query(ge=MIN_YEAR, le=MAX_YEAR)],

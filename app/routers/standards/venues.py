@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from app.core.errors import problem_responses
 from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
+from app.core.report_cache import serves_json
 from app.core.versioning import parse_if_match, set_etag
 from app.deps import ItemId, OptionalIdQuery, SessionDep, StandardsManage, StandardsRead, VenuesWrite
 from app.models.standards import (
@@ -220,6 +221,7 @@ def cancel_investment(investment_id: ItemId, body: InvestmentCancel, session: Se
     "/summary", response_model=VenueSummary, operation_id="venues_summary",
     summary="Facility coverage of villages per township and investment per year", responses=READ_ERRORS,
 )
+@serves_json
 def venues_summary(session: SessionDep, actor: StandardsRead, year: YearQuery = None) -> Any:
     """With `year`: facilities built by then and investments up to that year."""
     return service.summary(session, actor, year=year)
