@@ -73,6 +73,8 @@ MESSAGES: dict[str, Message] = {
     "conflict": Message("冲突", {
         "The change conflicts with the current state of the records (a duplicate or a concurrent change).":
             "该修改与记录的当前状态冲突（重复数据或并发修改）。",
+        "The record was changed by a concurrent request; fetch it again.":
+            "该记录已被同时进行的另一请求修改，请重新获取。",
     }),
     "precondition_failed": Message("前提条件不满足"),
     "payload_too_large": Message("请求体过大", {
@@ -91,6 +93,7 @@ MESSAGES: dict[str, Message] = {
     "database_unavailable": Message("服务暂不可用", {
         "The database is not reachable; try again shortly.": "无法连接数据库，请稍后重试。",
         "The database is not reachable.": "无法连接数据库。",
+        "The database is busy with other changes; try again shortly.": "数据库正忙于处理其他修改，请稍后重试。",
     }),
     # Platform: accounts, tokens, versions, idempotency, lists, permissions.
     "invalid_credentials": Message("身份验证失败", {
