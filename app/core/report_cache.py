@@ -85,6 +85,8 @@ def _note(conn: Connection, _cursor: Any, statement: str, _params: Any, _context
 
 @event.listens_for(Engine, "rollback")
 def _forget(conn: Connection) -> None:
+    if conn.invalidated:
+        return  # the connection was lost (and its info with it): reading info would try to reconnect
     conn.info.pop(WRITTEN, None)
 
 
