@@ -38,3 +38,22 @@ def test_more_writers_than_threads_all_finish(subtree: Subtree, monkeypatch: pyt
     assert [a.status_code for a in answers] == [201] * len(names), [a.text for a in answers if a.status_code != 201]
     assert len(made) == len(names)
     assert elapsed < 20, f"the writers queued behind a timeout ({elapsed:.1f} s)"
+
+
+def test_the_lifespan_sizes_the_thread_pool_and_freezes_what_start_up_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    import anyio.to_thread
+
+    from app.main import app
+
+    monkeypatch.setattr(get_settings(), "worker_threads", 3)
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    with TestClient(app) as client:
+        assert client.portal is not None
+        threads = client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens)
+    assert threads == 3
+    assert gc.get_freeze_count() > 0
