@@ -18,13 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from app.core.errors import ProblemError
+from app.core.pagination import invalid_cursor
 from app.core.scope import Actor, require_org_in_scope, scoped, within
 from app.models.audit import AuditChainHead, AuditLog
 
 _CURSOR_PREFIX = "c1:"
-CURSOR_DETAIL = ("The cursor is not one this service issued; pass `next` of an earlier answer unchanged, or leave "
-                 "`after` out to start from the beginning.")
 
 
 @dataclass
@@ -51,8 +49,7 @@ def decode_cursor(cursor: str | None) -> int:
             raise ValueError(text)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ProblemError(422, "invalid_cursor", CURSOR_DETAIL,
-                           errors=[{"loc": ["query", "after"], "msg": "not a cursor this service issued"}]) from None
+        raise invalid_cursor() from None
 
 
 def feed(session: Session, actor: Actor, filters: FeedFilters, after: int, limit: int) -> tuple[list[AuditLog], int]:
