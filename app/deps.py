@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
@@ -109,6 +110,25 @@ def _finish(session: Session, commit: bool) -> None:
             session.rollback()
     finally:
         session.close()
+
+
+def in_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """A synchronous endpoint as an async one: it runs in one worker thread together with the commit of its
+    request's session (app.main wraps every synchronous route with it)."""
+
+    @functools.wraps(endpoint)
+    async def run(**arguments: Any) -> Any:
+        return await run_in_threadpool(_call_and_commit, endpoint, arguments)
+
+    return run
+
+
+def _call_and_commit(endpoint: Callable[..., Any], arguments: dict[str, Any]) -> Any:
+    answer = endpoint(**arguments)
+    for value in arguments.values():
+        if isinstance(value, Session) and value.in_transaction():
+            value.commit()  # the request's session (SessionDep); it gives its connection back here
+    return answer
 
 
 # scope="function": the commit runs when the route returns, so a failed commit

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 import inspect
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from app import models  # noqa: F401  (every table registered)
@@ -25,6 +22,7 @@ from app.core.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers,
 from app.core.input_guard import InputGuardMiddleware
 from app.core.observability import ObservabilityMiddleware, configure_logging
 from app.core.openapi import finish_contract
+from app.deps import in_worker_thread
 from app.routers import ROUTERS
 
 DESCRIPTION = """Records of a city's grassroots Party organisations: the organisation tree, its people,
@@ -123,23 +121,7 @@ def _one_hop_per_endpoint(router: APIRouter) -> None:
 
     for route in router.routes:
         if isinstance(route, APIRoute) and not inspect.iscoroutinefunction(route.endpoint):
-            route.endpoint = _in_worker_thread(route.endpoint)
-
-
-def _in_worker_thread(endpoint: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
-    @functools.wraps(endpoint)
-    async def run(**arguments: Any) -> Any:
-        return await run_in_threadpool(_call_and_commit, endpoint, arguments)
-
-    return run
-
-
-def _call_and_commit(endpoint: Callable[..., Any], arguments: dict[str, Any]) -> Any:
-    answer = endpoint(**arguments)
-    for value in arguments.values():
-        if isinstance(value, Session) and value.in_transaction():
-            value.commit()  # the request's session (SessionDep); it gives its connection back here
-    return answer
+            route.endpoint = in_worker_thread(route.endpoint)
 
 
 def _digits_only_ids(router: APIRouter) -> None:
