@@ -51,6 +51,8 @@ def _bad_json_text(body: bytes) -> str | None:
 
 
 def _bad_urlencoded(raw: bytes, what: str) -> str | None:
+    if raw.isascii() and b"%" not in raw and b"\x00" not in raw:
+        return None  # the common case, checked without decoding: plain ASCII is UTF-8 already
     decoded = unquote_to_bytes(raw.replace(b"+", b" "))
     if b"\x00" in decoded:
         return f"NUL characters are not allowed in the {what}."

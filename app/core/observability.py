@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -86,6 +86,23 @@ class BodyTooLarge(Exception):
     pass
 
 
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _series(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The request counter and latency histogram of one (method, route template, status).
+
+    Kept, not looked up with `labels()` on every request: that takes the metric's lock and builds the label
+    tuple each time (about a tenth of a /healthz's own CPU, issue 8). The keys are bounded as the metrics'
+    own are: route templates, not paths."""
+    key = (method, route, status)
+    series = _SERIES.get(key)
+    if series is None:
+        series = _SERIES[key] = (REQUESTS.labels(method, route, str(status)),
+                                 LATENCY.labels(method, route, str(status)))
+    return series
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -95,12 +112,13 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID_OK.fullmatch(incoming) else uuid.uuid4().hex
-        token = request_id_var.set(request_id)
         start = time.perf_counter()
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID_OK.fullmatch(incoming) else os.urandom(16).hex()
+        token = request_id_var.set(request_id)
         status_holder = {"status": 500}
-        authenticated = any(k == b"authorization" for k, _ in scope["headers"])
+        authenticated = b"authorization" in headers
         limit = self.max_body_bytes
 
         if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
@@ -109,7 +127,7 @@ class ObservabilityMiddleware:
             request_id_var.reset(token)
             return
 
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _send_too_large(scope, send, request_id)
             request_id_var.reset(token)
@@ -170,8 +188,9 @@ class ObservabilityMiddleware:
             # path_format: the template as the contract writes it (`path` may carry a convertor, `{id:int}`).
             template = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - start
-            REQUESTS.labels(scope["method"], template, str(status_holder["status"])).inc()
-            LATENCY.labels(scope["method"], template, str(status_holder["status"])).observe(elapsed)
+            count, latency = _series(scope["method"], template, status_holder["status"])
+            count.inc()
+            latency.observe(elapsed)
             if log.isEnabledFor(logging.INFO):
                 extra: dict[str, Any] = {"method": scope["method"], "route": template,
                                          "status": status_holder["status"], "duration_ms": round(elapsed * 1000, 2)}
