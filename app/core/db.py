@@ -66,11 +66,13 @@ def writer_lock(engine: Engine) -> threading.Lock | None:
     return _WRITER_LOCKS.get(engine)
 
 
-def create_db_engine(url: str, *, pool_size: int | None = None) -> Engine:
+def create_db_engine(url: str, *, pool_size: int | None = None, statement_timeout_ms: int | None = None) -> Engine:
+    """The engine for `url`. `statement_timeout_ms` (PostgreSQL; None: the service's setting, 0: no limit)."""
     from sqlalchemy import create_engine
 
     parsed = make_url(url)
-    size = pool_size or get_settings().db_pool_size
+    settings = get_settings()
+    size = pool_size or settings.db_pool_size
     if parsed.get_backend_name() == "sqlite":
         pool: dict[str, Any] = {}
         if parsed.database and parsed.database != ":memory:":
@@ -82,9 +84,16 @@ def create_db_engine(url: str, *, pool_size: int | None = None) -> Engine:
                                **pool)
         _configure_sqlite(engine)
         return engine
+    timeout = settings.db_statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
     return create_engine(
         url, pool_size=size, max_overflow=size, pool_pre_ping=True, pool_timeout=10, hide_parameters=True,
-        connect_args={"connect_timeout": 5},
+        connect_args={
+            "connect_timeout": 5,
+            # A network that drops packets silently (a dead peer, a firewall forgetting the flow) is noticed in
+            # about a minute, not when the operating system gives up on the connection after hours.
+            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+            "options": f"-c statement_timeout={timeout}",
+        },
     )
 
 
@@ -128,6 +137,7 @@ class _EngineHolder:
     engine: Engine | None = None
     factory: sessionmaker[Session] | None = None
     writer: Engine | None = None  # SQLite: the engine whose transactions begin IMMEDIATE
+    reader: Engine | None = None  # PostgreSQL: the engine a request that only reads runs on (autocommit)
 
 
 _holder = _EngineHolder()
@@ -140,6 +150,8 @@ def configure_engine(url: str | None = None) -> Engine:
     engine = _holder.engine = create_db_engine(url or get_settings().database_url)
     _holder.factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
     _holder.writer = engine.execution_options(sqlite_immediate=True) if engine.dialect.name == "sqlite" else None
+    _holder.reader = (engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql"
+                      else None)
     return engine
 
 
@@ -170,20 +182,32 @@ def get_engine() -> Engine:
     return _holder.engine
 
 
-def new_session(*, write: bool = False) -> Session:
-    """A session; no I/O until its first statement. `write`: on SQLite its transactions take the write lock up
-    front (BEGIN IMMEDIATE), so writers are serialised instead of failing on a stale snapshot."""
+# session.info key of a session that must not write (new_session(reads_only=True), read_snapshot).
+READ_ONLY = "read_only"
+
+
+def new_session(*, write: bool = False, reads_only: bool = False) -> Session:
+    """A session; no I/O until its first statement.
+
+    `write`: on SQLite its transactions take the write lock up front (BEGIN IMMEDIATE), so writers are
+    serialised instead of failing on a stale snapshot.
+
+    `reads_only`: a request that only reads (app.deps.get_session). The session refuses to flush a change. On
+    PostgreSQL its statements run in autocommit: under READ COMMITTED each statement of a transaction sees its
+    own snapshot anyway, so BEGIN and COMMIT only cost two round trips of a request that makes two or three
+    (issue 8). On SQLite the read transaction stays: there it does hold one snapshot for all the statements."""
     get_engine()
     assert _holder.factory is not None
     session = _holder.factory()
-    if write and _holder.writer is not None and session.bind is _holder.engine:
-        # The first statement begins the transaction, IMMEDIATE: making the session does no I/O.
-        session.bind = _holder.writer
+    if session.bind is _holder.engine:  # tests bind the factory to a connection of their own: left as it is
+        if write and _holder.writer is not None:
+            # The first statement begins the transaction, IMMEDIATE: making the session does no I/O.
+            session.bind = _holder.writer
+        elif reads_only and _holder.reader is not None:
+            session.bind = _holder.reader
+    if reads_only and not write:
+        session.info[READ_ONLY] = True
     return session
-
-
-# session.info key of a session that must not write (see read_snapshot).
-READ_ONLY = "read_only"
 
 
 @contextmanager
@@ -211,7 +235,7 @@ def read_snapshot() -> Iterator[Session]:
 @event.listens_for(Session, "before_flush")
 def _refuse_read_only_writes(session: Session, _context: Any, _instances: Any) -> None:
     if session.info.get(READ_ONLY) and (session.new or session.dirty or session.deleted):
-        raise RuntimeError("a read-only snapshot session cannot write")
+        raise RuntimeError("a read-only session cannot write")
 
 
 @contextmanager
