@@ -518,7 +518,7 @@ def load(url: str, scale: Scale = FULL, *, log: Any = None) -> Manifest:
     t0 = time.perf_counter()
     migrate(url)
     say(f"  schema (alembic upgrade heads)  {time.perf_counter() - t0:6.1f} s")
-    engine = create_db_engine(url, pool_size=2)
+    engine = create_db_engine(url, pool_size=2, statement_timeout_ms=0)  # bulk loads and ANALYZE
     try:
         with engine.begin() as conn:
             if conn.dialect.name == "sqlite":

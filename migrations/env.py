@@ -29,7 +29,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_db_engine(_url())
+    engine = create_db_engine(_url(), statement_timeout_ms=0)  # a migration may rewrite a large table
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()

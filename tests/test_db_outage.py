@@ -40,11 +40,11 @@ def _suite_engine_back(engine: Engine) -> Iterator[None]:
     """These tests point the service at engines of their own; afterwards the suite's engine (the one the `engine`
     fixture and its SQLite writer lock belong to) is the service's again, and theirs are disposed."""
     holder = core_db._holder
-    saved = (holder.engine, holder.factory, holder.writer)
+    saved = (holder.engine, holder.factory, holder.writer, holder.reader)
     yield
-    for own in {holder.engine, holder.writer} - {saved[0], saved[2], None}:
+    for own in {holder.engine, holder.writer, holder.reader} - {saved[0], saved[2], saved[3], None}:
         own.dispose()  # type: ignore[union-attr]
-    holder.engine, holder.factory, holder.writer = saved
+    holder.engine, holder.factory, holder.writer, holder.reader = saved
 
 
 @pytest.fixture
@@ -231,6 +231,47 @@ def test_a_transaction_killed_mid_write_leaves_nothing_behind(
     _assert_unavailable(*result[0])
     assert _state(world.v1.id) == before
     assert http.get(path, headers=h).headers["ETag"] == etag  # and the service answers again
+
+
+def test_a_statement_stuck_past_the_statement_timeout_answers_503_and_leaves_nothing_behind(
+    http: TestClient, world: World, engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PATCH whose UPDATE waits on a row lock that is never released: the server cancels the statement after
+    DB_STATEMENT_TIMEOUT_MS, the answer is a 503 that says so, nothing is stored, and the next request works."""
+    _on(engine, "postgresql")
+    from app.core.config import get_settings
+
+    monkeypatch.setattr(get_settings(), "db_statement_timeout_ms", 700)
+    core_db.configure_engine(database_url)
+    path, h = f"/api/v1/organizations/{world.v1.id}", world.auth("city")
+    etag = http.get(path, headers=h).headers["ETag"]
+    before = _state(world.v1.id)
+    admin = _admin(database_url)
+    try:
+        with admin.connect() as holder:
+            holder.execute(text("BEGIN"))
+            holder.execute(text("SELECT * FROM organization WHERE id = :id FOR UPDATE"), {"id": world.v1.id})
+            r, elapsed = _timed(lambda: http.patch(path, headers={**h, "If-Match": etag}, json={"name": "久等村"}))
+            holder.execute(text("ROLLBACK"))
+    finally:
+        admin.dispose()
+    _assert_unavailable(r, elapsed)
+    assert r.json()["detail"] == "The database did not answer in the time allowed; try again shortly."
+    assert elapsed >= 0.7
+    assert _state(world.v1.id) == before
+    with core_db.get_engine().connect() as conn:
+        assert conn.scalar(text("SHOW statement_timeout")) == "700ms"
+    assert http.get(path, headers=h).headers["ETag"] == etag
+
+
+def test_migrations_and_bulk_loads_run_without_the_statement_timeout(engine: Engine, database_url: str) -> None:
+    _on(engine, "postgresql")
+    own = core_db.create_db_engine(database_url, pool_size=1, statement_timeout_ms=0)
+    try:
+        with own.connect() as conn:
+            assert conn.scalar(text("SHOW statement_timeout")) == "0"
+    finally:
+        own.dispose()
 
 
 # --- SQLite -------------------------------------------------------------------------------------------------------

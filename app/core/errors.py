@@ -169,11 +169,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.error("database unavailable", extra={"error": type(exc).__name__})
-        return problem_response(
-            request, 503, "database_unavailable", "Service unavailable",
-            "The database is not reachable; try again shortly.", headers={"Retry-After": "5"},
-        )
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        log.error("database unavailable", extra={"error": cause})
+        detail = ("The database did not answer in the time allowed; try again shortly." if cause == "QueryCanceled"
+                  else "The database is not reachable; try again shortly.")  # statement_timeout, app.core.db
+        return problem_response(request, 503, "database_unavailable", "Service unavailable", detail,
+                                headers={"Retry-After": "5"})
 
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError) -> JSONResponse:

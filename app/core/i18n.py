@@ -93,6 +93,7 @@ MESSAGES: dict[str, Message] = {
     "database_unavailable": Message("服务暂不可用", {
         "The database is not reachable; try again shortly.": "无法连接数据库，请稍后重试。",
         "The database is not reachable.": "无法连接数据库。",
+        "The database did not answer in the time allowed; try again shortly.": "数据库未在规定时间内应答，请稍后重试。",
         "The database is busy with other changes; try again shortly.": "数据库正忙于处理其他修改，请稍后重试。",
     }),
     # Platform: accounts, tokens, versions, idempotency, lists, permissions.
