@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
 
 from app.core.errors import ProblemError, not_found
 from app.core.permissions import Permission, permissions_for
+
+M = TypeVar("M", bound=SQLModel)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,20 @@ def require_org_in_scope(session: Session, actor: Actor, org_id: int) -> str:
     if path is None or not actor.covers(path):
         raise not_found("Organization", org_id)
     return path
+
+
+def get_in_scope(session: Session, actor: Actor, model: type[M], record_id: int, what: str) -> tuple[M, str]:
+    """The record and its organisation's path, or 404 when absent or outside the actor's scope (one statement)."""
+    from app.models.organizations import Organization
+
+    row = session.execute(
+        select(model, Organization.path)
+        .join(Organization, Organization.id == model.org_id)  # type: ignore[attr-defined]
+        .where(model.id == record_id)  # type: ignore[attr-defined]
+    ).first()
+    if row is None or not actor.covers(row[1]):
+        raise not_found(what, record_id)
+    return row[0], row[1]
 
 
 def require_level_above(actor: Actor, path: str, what: str) -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
-from sqlmodel import SQLModel, col
+from sqlmodel import col
 
 from app.core import audit
 from app.core.errors import ProblemError, conflict, invalid, not_found
-from app.core.scope import Actor, require_org_in_scope, subtree_org_ids
+from app.core.scope import Actor, get_in_scope, require_org_in_scope, subtree_org_ids
 from app.models.evaluations.common import (
     CadreDuty,
     CadreDutyCreate,
@@ -32,7 +32,6 @@ from app.models.people import MemberStatus, Person, PersonStatus, Position
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 MEMBER_STATUSES = (MemberStatus.full, MemberStatus.probationary)
-M = TypeVar("M", bound=SQLModel)
 
 
 def today() -> dt.date:
@@ -47,18 +46,6 @@ def not_future(value: dt.date, loc: list[str | int]) -> None:
 
 # ---------------------------------------------------------------------------
 # Scope
-
-
-def load_in_scope(session: Session, actor: Actor, model: type[M], record_id: int, what: str) -> tuple[M, str]:
-    """The record and its organisation's path, or 404 when absent or outside the actor's scope."""
-    row = session.execute(
-        select(model, Organization.path)
-        .join(Organization, Organization.id == model.org_id)  # type: ignore[attr-defined]
-        .where(model.id == record_id)  # type: ignore[attr-defined]
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found(what, record_id)
-    return row[0], row[1]
 
 
 def org_filter(session: Session, actor: Actor, stmt: Any, org_col: Any, org_id: int | None, subtree: bool) -> Any:
@@ -77,13 +64,7 @@ def org_in_scope(session: Session, actor: Actor, org_id: int) -> Organization:
 
 
 def person_in_scope(session: Session, actor: Actor, person_id: int) -> Person:
-    row = session.execute(
-        select(Person, Organization.path).join(Organization, Organization.id == Person.org_id)
-        .where(Person.id == person_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Person", person_id)
-    return row[0]
+    return get_in_scope(session, actor, Person, person_id, "Person")[0]
 
 
 def names_of(session: Session, person_ids: set[int]) -> dict[int, str]:

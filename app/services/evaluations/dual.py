@@ -28,7 +28,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, require_level_above, require_org_in_scope, subtree_org_ids
+from app.core.scope import Actor, get_in_scope, require_level_above, require_org_in_scope, subtree_org_ids
 from app.models.evaluations.common import (
     CadreDuty,
     Grade,
@@ -61,7 +61,6 @@ from app.models.people import Person
 from app.services.evaluations.common import (
     duties_for_year,
     holds_position,
-    load_in_scope,
     names_of,
     org_filter,
     org_in_scope,
@@ -106,7 +105,7 @@ def final_score(villagers: Decimal, committee: Decimal, weight: Decimal) -> Deci
 
 
 def get(session: Session, actor: Actor, evaluation_id: int) -> DualEvaluation:
-    return load_in_scope(session, actor, DualEvaluation, evaluation_id, "Dual evaluation")[0]
+    return get_in_scope(session, actor, DualEvaluation, evaluation_id, "Dual evaluation")[0]
 
 
 def to_public(ev: DualEvaluation, name: str | None) -> DualEvaluationPublic:

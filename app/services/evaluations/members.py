@@ -26,7 +26,7 @@ from app.core import audit
 from app.core.db import utcnow
 from app.core.errors import conflict, invalid
 from app.core.pagination import PageParams, fetch_page
-from app.core.scope import Actor, require_level_above
+from app.core.scope import Actor, get_in_scope, require_level_above
 from app.core.versioning import transition_update, versioned_update
 from app.models.evaluations.common import SettingKey, from_e4, to_e4
 from app.models.evaluations.members import (
@@ -58,7 +58,6 @@ from app.services import people as people_service
 from app.services import posts as posts_service
 from app.services.evaluations.common import (
     MEMBER_STATUSES,
-    load_in_scope,
     names_of,
     not_future,
     org_filter,
@@ -84,7 +83,7 @@ RESERVE_SORTABLE = {"id": ReserveCadre.id, "added_on": ReserveCadre.added_on, "s
 
 
 def get_session(session: Session, actor: Actor, evaluation_id: int) -> DemocraticEvaluation:
-    return load_in_scope(session, actor, DemocraticEvaluation, evaluation_id, "Democratic evaluation")[0]
+    return get_in_scope(session, actor, DemocraticEvaluation, evaluation_id, "Democratic evaluation")[0]
 
 
 def session_publics(session: Session, items: list[DemocraticEvaluation]) -> list[DemocraticEvaluationPublic]:
@@ -231,7 +230,7 @@ def finalize_session(session: Session, actor: Actor, ev: DemocraticEvaluation) -
 
 
 def get_entry(session: Session, actor: Actor, entry_id: int) -> DemocraticEvaluationEntry:
-    return load_in_scope(session, actor, DemocraticEvaluationEntry, entry_id, "Democratic evaluation entry")[0]
+    return get_in_scope(session, actor, DemocraticEvaluationEntry, entry_id, "Democratic evaluation entry")[0]
 
 
 def entry_publics(session: Session, items: list[DemocraticEvaluationEntry]) -> list[EntryPublic]:
@@ -292,7 +291,7 @@ def update_entry(session: Session, actor: Actor, entry: DemocraticEvaluationEntr
 
 
 def get_case(session: Session, actor: Actor, case_id: int) -> DisposalCase:
-    return load_in_scope(session, actor, DisposalCase, case_id, "Disposal case")[0]
+    return get_in_scope(session, actor, DisposalCase, case_id, "Disposal case")[0]
 
 
 def case_publics(session: Session, items: list[DisposalCase]) -> list[DisposalCasePublic]:
@@ -445,7 +444,7 @@ def commendation_candidates(session: Session, actor: Actor, f: CandidateFilters,
 
 
 def get_reserve(session: Session, actor: Actor, reserve_id: int) -> ReserveCadre:
-    return load_in_scope(session, actor, ReserveCadre, reserve_id, "Reserve cadre")[0]
+    return get_in_scope(session, actor, ReserveCadre, reserve_id, "Reserve cadre")[0]
 
 
 def reserve_publics(session: Session, items: list[ReserveCadre]) -> list[ReserveCadrePublic]:

@@ -27,7 +27,7 @@ from sqlmodel import col
 from app.core import audit
 from app.core.errors import conflict, invalid
 from app.core.pagination import PageParams, fetch_page
-from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope
+from app.core.scope import Actor, get_in_scope, in_subtree, require_level_above, require_org_in_scope
 from app.core.versioning import versioned_update
 from app.models.evaluations.common import (
     GradeScheme,
@@ -56,7 +56,6 @@ from app.models.organizations import Organization, OrgLevel
 from app.models.people import Person, PositionTitle
 from app.services.evaluations.common import (
     holds_position,
-    load_in_scope,
     names_of,
     not_future,
     org_filter,
@@ -111,7 +110,7 @@ def _appraisal_exists(session: Session, org_id: int, year: int) -> bool:
 
 
 def get_assessment(session: Session, actor: Actor, assessment_id: int) -> SecretaryAssessment:
-    return load_in_scope(session, actor, SecretaryAssessment, assessment_id, "Secretary assessment")[0]
+    return get_in_scope(session, actor, SecretaryAssessment, assessment_id, "Secretary assessment")[0]
 
 
 def assessment_public(a: SecretaryAssessment) -> AssessmentPublic:
@@ -192,7 +191,7 @@ def update_assessment(session: Session, actor: Actor, row: SecretaryAssessment, 
 
 
 def get_appraisal(session: Session, actor: Actor, appraisal_id: int) -> DebriefingAppraisal:
-    return load_in_scope(session, actor, DebriefingAppraisal, appraisal_id, "Debriefing appraisal")[0]
+    return get_in_scope(session, actor, DebriefingAppraisal, appraisal_id, "Debriefing appraisal")[0]
 
 
 def appraisal_publics(session: Session, items: list[DebriefingAppraisal]) -> list[AppraisalPublic]:
