@@ -16,7 +16,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.permissions import ROLE_RANK, Role, permissions_for
-from app.core.scope import Actor, in_subtree, require_org_in_scope
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope
 from app.core.security import (
     TokenError,
     create_token,
@@ -250,12 +250,10 @@ def _user_snapshot(user: User) -> dict[str, object]:
 
 
 def get_user(session: Session, actor: Actor, user_id: int) -> User:
-    row = session.execute(
-        select(User, Organization.path).join(Organization, Organization.id == User.org_id).where(User.id == user_id)
-    ).first()
-    if row is None or not actor.covers(row[1]) or row[0].role == Role.service_client:
+    user, _ = get_in_scope(session, actor, User, user_id, "User")
+    if user.role == Role.service_client:
         raise not_found("User", user_id)  # a client's principal is managed under /api/v1/clients
-    return row[0]
+    return user
 
 
 def list_users(

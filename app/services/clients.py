@@ -21,10 +21,10 @@ from sqlmodel import col
 from app.core import audit
 from app.core.config import get_settings
 from app.core.db import utcnow
-from app.core.errors import ProblemError, conflict, invalid, not_found
+from app.core.errors import ProblemError, conflict, invalid
 from app.core.pagination import PageParams, fetch_page
 from app.core.permissions import CLIENT_DEFAULT, CLIENT_GRANTABLE, Permission, Role
-from app.core.scope import Actor, in_subtree, require_org_in_scope
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope
 from app.core.security import create_token, new_secret, token_digest
 from app.models.accounts import User
 from app.models.clients import ClientCreate, ClientPublic, ClientToken, ClientWithSecret, ServiceClient
@@ -98,14 +98,7 @@ def create_client(session: Session, actor: Actor, data: ClientCreate) -> ClientW
 
 
 def get_client(session: Session, actor: Actor, client_pk: int) -> ServiceClient:
-    row = session.execute(
-        select(ServiceClient, Organization.path).join(Organization, Organization.id == ServiceClient.org_id)
-        .where(ServiceClient.id == client_pk)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Service client", client_pk)
-    client: ServiceClient = row[0]
-    return client
+    return get_in_scope(session, actor, ServiceClient, client_pk, "Service client")[0]
 
 
 def list_clients(

@@ -25,7 +25,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.permissions import Permission
-from app.core.scope import Actor, require_org_in_scope, scoped, subtree_org_ids, within
+from app.core.scope import Actor, get_in_scope, require_org_in_scope, scoped, subtree_org_ids, within
 from app.core.security import decrypt_pii, encrypt_pii, mask_id_number, mask_phone, pii_lookup_hash
 from app.core.versioning import versioned_update
 from app.models.organizations import Organization, OrgStatus
@@ -169,13 +169,7 @@ def _birth_date_of(id_number: str) -> dt.date:
 
 
 def _get_with_path(session: Session, actor: Actor, person_id: int) -> tuple[Person, str]:
-    row = session.execute(
-        select(Person, Organization.path).join(Organization, Organization.id == Person.org_id)
-        .where(Person.id == person_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Person", person_id)
-    return row[0], row[1]
+    return get_in_scope(session, actor, Person, person_id, "Person")
 
 
 def get(session: Session, actor: Actor, person_id: int) -> Person:

@@ -24,7 +24,7 @@ from sqlmodel import col
 from app.core import audit
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
-from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, subtree_org_ids, within
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, scoped, subtree_org_ids, within
 from app.core.versioning import transition_update, versioned_update
 from app.models.funds.budgets import BudgetCategory, BudgetLine, Disbursement
 from app.models.organizations import Organization, OrgLevel, OrgStatus
@@ -134,13 +134,7 @@ def _check_funding(session: Session, actor: Actor, year: int, line_id: int | Non
         if disbursement_id is not None:
             raise invalid(["body", "disbursement_id"], "a disbursement is linked together with its budget line")
         return
-    row = session.execute(
-        select(BudgetLine, Organization.path).join(Organization, Organization.id == BudgetLine.org_id)
-        .where(BudgetLine.id == line_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Budget line", line_id)
-    line = row[0]
+    line, _ = get_in_scope(session, actor, BudgetLine, line_id, "Budget line")
     if line.category != BudgetCategory.training:
         raise invalid(["body", "budget_line_id"], f"budget line {line_id} is not a training-fund line")
     if line.fiscal_year != year:

@@ -18,7 +18,7 @@ from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.money import fmt_yuan, from_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, in_subtree, require_org_in_scope, subtree_org_ids
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, subtree_org_ids
 from app.models.funds.budgets import (
     AllocationCreate,
     AllocationPublic,
@@ -113,14 +113,7 @@ def org_names(session: Session, org_ids: set[int]) -> dict[int, str]:
 
 def get_line(session: Session, actor: Actor, line_id: int) -> BudgetLine:
     """The line, or 404 when it is absent or its owner is outside the actor's scope."""
-    row = session.execute(
-        select(BudgetLine, Organization.path).join(Organization, Organization.id == BudgetLine.org_id)
-        .where(BudgetLine.id == line_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Budget line", line_id)
-    line: BudgetLine = row[0]
-    return line
+    return get_in_scope(session, actor, BudgetLine, line_id, "Budget line")[0]
 
 
 @dataclass
@@ -256,14 +249,7 @@ def list_allocations(
 
 
 def get_disbursement(session: Session, actor: Actor, disbursement_id: int) -> Disbursement:
-    row = session.execute(
-        select(Disbursement, Organization.path).join(Organization, Organization.id == Disbursement.org_id)
-        .where(Disbursement.id == disbursement_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Disbursement", disbursement_id)
-    d: Disbursement = row[0]
-    return d
+    return get_in_scope(session, actor, Disbursement, disbursement_id, "Disbursement")[0]
 
 
 def reversal_of(session: Session, disbursement_id: int) -> DisbursementReversal | None:

@@ -33,11 +33,11 @@ from sqlmodel import col
 from app.core import audit
 from app.core.aggregate import joined_text
 from app.core.db import utcnow
-from app.core.errors import ProblemError, conflict, invalid, not_found
+from app.core.errors import ProblemError, conflict, invalid
 from app.core.money import fmt_yuan, from_fen, round_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, in_subtree, require_org_in_scope, subtree_org_ids
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, subtree_org_ids
 from app.models.funds.common import month_str, months_between
 from app.models.funds.dues import (
     ArrearsDecisionCreate,
@@ -147,14 +147,10 @@ def monthly_due(session: Session, category: str, base_fen: int | None, fixed_fen
 
 def get_member(session: Session, actor: Actor, member_id: int) -> tuple[Person, str]:
     """A party member in scope, with their organisation's path (404 otherwise)."""
-    row = session.execute(select(Person, Organization.path).join(Organization, Organization.id == Person.org_id)
-                          .where(Person.id == member_id)).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Member", member_id)
-    person: Person = row[0]
+    person, path = get_in_scope(session, actor, Person, member_id, "Member")
     if person.member_status == MemberStatus.none:
         raise invalid(["body", "member_id"], "the person is not a party member")
-    return person, row[1]
+    return person, path
 
 
 # --- profiles ---------------------------------------------------------------------------
@@ -230,12 +226,7 @@ def request_reduction(session: Session, actor: Actor, data: DuesReductionCreate)
 
 
 def get_reduction(session: Session, actor: Actor, reduction_id: int) -> tuple[DuesReduction, str]:
-    row = session.execute(select(DuesReduction, Organization.path).join(Organization, Organization.id ==
-                          DuesReduction.org_id).where(DuesReduction.id == reduction_id)).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Dues reduction", reduction_id)
-    r: DuesReduction = row[0]
-    return r, row[1]
+    return get_in_scope(session, actor, DuesReduction, reduction_id, "Dues reduction")
 
 
 def decide_reduction(session: Session, actor: Actor, reduction_id: int, data: ReductionDecision) -> DuesReduction:

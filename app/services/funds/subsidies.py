@@ -19,7 +19,7 @@ from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.money import fmt_yuan, from_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, in_subtree, require_org_in_scope, subtree_org_ids
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, subtree_org_ids
 from app.models.funds.budgets import BudgetLine
 from app.models.funds.subsidies import (
     KIND_CATEGORY,
@@ -183,12 +183,7 @@ def _kinds(session: Session, run: SubsidyRun) -> list[SubsidyRunKind]:
 
 
 def get_run(session: Session, actor: Actor, run_id: int) -> SubsidyRun:
-    row = session.execute(select(SubsidyRun, Organization.path).join(Organization, Organization.id ==
-                          SubsidyRun.org_id).where(SubsidyRun.id == run_id)).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Subsidy run", run_id)
-    run: SubsidyRun = row[0]
-    return run
+    return get_in_scope(session, actor, SubsidyRun, run_id, "Subsidy run")[0]
 
 
 def _org_path(session: Session, org_id: int) -> str:

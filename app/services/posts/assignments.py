@@ -14,7 +14,7 @@ from app.core import audit
 from app.core.db import utcnow
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
-from app.core.scope import Actor
+from app.core.scope import Actor, get_in_scope
 from app.models.organizations import Organization
 from app.models.people import Person
 from app.models.posts import (
@@ -54,13 +54,7 @@ ASSIGNMENT_SORTABLE = {
 
 
 def get_assignment(session: Session, actor: Actor, assignment_id: int) -> PostAssignment:
-    row = session.execute(
-        select(PostAssignment, Organization.path).join(Organization, Organization.id == PostAssignment.org_id)
-        .where(PostAssignment.id == assignment_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Post assignment", assignment_id)
-    return row[0]
+    return get_in_scope(session, actor, PostAssignment, assignment_id, "Post assignment")[0]
 
 
 def assignment_public(session: Session, items: list[PostAssignment]) -> list[AssignmentPublic]:

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from app.core import audit
-from app.core.errors import conflict, invalid, not_found
+from app.core.errors import conflict, invalid
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, require_org_in_scope, subtree_org_ids
+from app.core.scope import Actor, get_in_scope, require_org_in_scope, subtree_org_ids
 from app.models.organizations import Organization
 from app.models.people import Person, PersonStatus
 from app.models.posts import (
@@ -87,13 +87,7 @@ def list_logs(session: Session, actor: Actor, f: LogFilters, params: PageParams)
 
 
 def get_log(session: Session, actor: Actor, log_id: int) -> PostLog:
-    row = session.execute(
-        select(PostLog, Organization.path).join(Organization, Organization.id == PostLog.org_id)
-        .where(PostLog.id == log_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Post log entry", log_id)
-    return row[0]
+    return get_in_scope(session, actor, PostLog, log_id, "Post log entry")[0]
 
 
 # ---------------------------------------------------------------------------

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from app.core import audit
-from app.core.errors import ProblemError, conflict, invalid, not_found
+from app.core.errors import ProblemError, conflict, invalid
 from app.core.pagination import PageParams, fetch_page
-from app.core.scope import Actor, require_org_in_scope, subtree_org_ids
+from app.core.scope import Actor, get_in_scope, require_org_in_scope, subtree_org_ids
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.people import MemberStatus, Person, PersonStatus, Position
@@ -153,13 +153,7 @@ def in_year(value: dt.date, year: int, loc: list[str | int], what: str) -> None:
 
 
 def post_with_path(session: Session, actor: Actor, post_id: int) -> tuple[DutyPost, str]:
-    row = session.execute(
-        select(DutyPost, Organization.path).join(Organization, Organization.id == DutyPost.org_id)
-        .where(DutyPost.id == post_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Duty post", post_id)
-    return row[0], row[1]
+    return get_in_scope(session, actor, DutyPost, post_id, "Duty post")
 
 
 def get_post(session: Session, actor: Actor, post_id: int) -> DutyPost:

@@ -13,7 +13,7 @@ from sqlmodel import col
 from app.core import audit
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
-from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, within
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, scoped, within
 from app.core.versioning import versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.standards import (
@@ -137,13 +137,7 @@ def list_records(session: Session, actor: Actor, filters: RecordFilters,
 
 
 def get_record(session: Session, actor: Actor, record_id: int) -> MeetingRecord:
-    row = session.execute(
-        select(MeetingRecord, Organization.path).join(Organization, Organization.id == MeetingRecord.org_id)
-        .where(MeetingRecord.id == record_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Meeting record", record_id)
-    return row[0]
+    return get_in_scope(session, actor, MeetingRecord, record_id, "Meeting record")[0]
 
 
 def create_record(session: Session, actor: Actor, data: MeetingRecordCreate) -> MeetingRecord:

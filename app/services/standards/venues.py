@@ -14,7 +14,7 @@ from app.core.errors import conflict, invalid, not_found
 from app.core.money import from_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, within
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, scoped, within
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.standards import (
@@ -118,13 +118,7 @@ def list_facilities(session: Session, actor: Actor, filters: FacilityFilters,
 
 
 def get_facility(session: Session, actor: Actor, facility_id: int) -> Facility:
-    row = session.execute(
-        select(Facility, Organization.path).join(Organization, Organization.id == Facility.org_id)
-        .where(Facility.id == facility_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Facility", facility_id)
-    return row[0]
+    return get_in_scope(session, actor, Facility, facility_id, "Facility")[0]
 
 
 def create_facility(session: Session, actor: Actor, data: FacilityCreate) -> Facility:
@@ -193,13 +187,7 @@ def list_investments(session: Session, actor: Actor, filters: InvestmentFilters,
 
 
 def get_investment(session: Session, actor: Actor, investment_id: int) -> VenueInvestment:
-    row = session.execute(
-        select(VenueInvestment, Organization.path).join(Organization, Organization.id == VenueInvestment.org_id)
-        .where(VenueInvestment.id == investment_id)
-    ).first()
-    if row is None or not actor.covers(row[1]):
-        raise not_found("Venue investment", investment_id)
-    return row[0]
+    return get_in_scope(session, actor, VenueInvestment, investment_id, "Venue investment")[0]
 
 
 def create_investment(session: Session, actor: Actor, data: VenueInvestmentCreate) -> VenueInvestment:
