@@ -1,4 +1,5 @@
-"""Which requests open a writing transaction (on SQLite: BEGIN IMMEDIATE, so writers never hit a stale snapshot)."""
+"""Which requests open a writing transaction (on SQLite: BEGIN IMMEDIATE, so writers never hit a stale snapshot) and
+which open a read-only session (autocommit on PostgreSQL, tests/test_read_sessions.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from tests.factories import World
 
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each session a request opened writes; a session that does not write is opened read-only."""
     seen: list[bool] = []
     original = deps.new_session
 
-    def recording(*, write: bool = False) -> Any:
+    def recording(*, write: bool = False, reads_only: bool = False) -> Any:
+        assert reads_only is not write, "a request's session either writes or only reads"
         seen.append(write)
-        return original(write=write)
+        return original(write=write, reads_only=reads_only)
 
     monkeypatch.setattr(deps, "new_session", recording)
     return seen
