@@ -40,11 +40,11 @@ def _suite_engine_back(engine: Engine) -> Iterator[None]:
     """These tests point the service at engines of their own; afterwards the suite's engine (the one the `engine`
     fixture and its SQLite writer lock belong to) is the service's again, and theirs are disposed."""
     holder = core_db._holder
-    saved = (holder.engine, holder.factory, holder.writer, holder.reader)
+    saved = (holder.engine, holder.factory, holder.writer)
     yield
-    for own in {holder.engine, holder.writer, holder.reader} - {saved[0], saved[2], saved[3], None}:
+    for own in {holder.engine, holder.writer} - {saved[0], saved[2], None}:
         own.dispose()  # type: ignore[union-attr]
-    holder.engine, holder.factory, holder.writer, holder.reader = saved
+    holder.engine, holder.factory, holder.writer = saved
 
 
 @pytest.fixture

@@ -1,13 +1,10 @@
-"""A request that only reads: its session refuses writes, and on PostgreSQL it spends no round trips on BEGIN and
-COMMIT (issue 8).
+"""A request that only reads: its session refuses writes, and its statements run in a transaction on both engines.
 
-PostgreSQL runs at READ COMMITTED, where every statement of a transaction sees its own snapshot: wrapping a read
-request's statements in BEGIN … COMMIT bought nothing but two of its three to five round trips. Writes, and reads
-that write an audit row, keep their transaction. On SQLite a read keeps its transaction, which there does hold one
-snapshot for all of its statements.
-
-Through the real engine (not the per-test connection the other tests share), so the pool, the reader engine and
-the reset of a connection between a read and a write are the ones the service uses."""
+Reads in autocommit on PostgreSQL were tried (issue 8: BEGIN and COMMIT are two of a cached report's five round
+trips, and at READ COMMITTED the transaction gives its statements no common snapshot). The benchmark then found the
+dues arrears merge answering 500: its server-side cursors (DECLARE) need a transaction block. The other tests could
+not see it, because they share one connection per test, already in a transaction. These tests therefore go through
+the real engine and its pool, as the service does."""
 
 from __future__ import annotations
 
@@ -48,17 +45,14 @@ def statements(engine: Engine) -> Iterator[list[tuple[str, bool]]]:
         event.remove(engine, "before_cursor_execute", note)
 
 
-def test_a_read_runs_without_begin_and_commit_on_postgresql_and_in_one_transaction_on_sqlite(
+def test_reads_and_writes_run_their_statements_in_a_transaction(
     http: TestClient, subtree: Subtree, engine: Engine, statements: list[tuple[str, bool]],  # noqa: F811
 ) -> None:
     path = f"/api/v1/organizations/{subtree.village}"
     read = http.get(path, headers=auth(subtree, "town"))
     assert read.status_code == 200, read.text
     assert statements, "the read ran its statements through the engine"
-    if engine.dialect.name == "postgresql":
-        assert not any(in_tx for _, in_tx in statements), statements
-    else:
-        assert all(in_tx for _, in_tx in statements), statements
+    assert all(in_tx for _, in_tx in statements), statements
 
     # The same pool then serves a write, which has its transaction whatever connection it is given.
     statements.clear()
@@ -69,11 +63,22 @@ def test_a_read_runs_without_begin_and_commit_on_postgresql_and_in_one_transacti
     assert {"UPDATE", "INSERT"} <= kinds, statements  # the change and its audit row
     assert all(in_tx for _, in_tx in statements), statements
 
-    # And a read after the write is a read again: no connection keeps the write's mode or the read's.
     statements.clear()
     again = http.get(path, headers=auth(subtree, "town"))
     assert again.status_code == 200 and again.json()["name"] == "读写分明村"
-    assert all(in_tx == (engine.dialect.name == "sqlite") for _, in_tx in statements), statements
+    assert all(in_tx for _, in_tx in statements), statements
+
+
+def test_the_dues_arrears_merge_reads_through_server_side_cursors_of_a_read_request(
+    http: TestClient, subtree: Subtree, statements: list[tuple[str, bool]],  # noqa: F811
+) -> None:
+    """Three streamed statements (a server-side cursor each on PostgreSQL) in one read request: 500 when the
+    read ran in autocommit."""
+    r = http.get(f"/api/v1/party-dues/arrears?org_id={subtree.root}&subtree=true&as_of=2019-12",
+                 headers=auth(subtree, "city"))
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] == []
+    assert len(statements) >= 3 and all(in_tx for _, in_tx in statements), statements
 
 
 def test_a_read_only_session_refuses_to_flush_a_change(engine: Engine) -> None:
@@ -97,6 +102,5 @@ def test_a_write_session_is_not_read_only(engine: Engine) -> None:
     reading = core_db.new_session(reads_only=True)
     try:
         assert reading.info[core_db.READ_ONLY] is True
-        assert (reading.get_bind().dialect.name == "postgresql") == (reading.get_bind() is not core_db.get_engine())
     finally:
         reading.close()

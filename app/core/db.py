@@ -137,7 +137,6 @@ class _EngineHolder:
     engine: Engine | None = None
     factory: sessionmaker[Session] | None = None
     writer: Engine | None = None  # SQLite: the engine whose transactions begin IMMEDIATE
-    reader: Engine | None = None  # PostgreSQL: the engine a request that only reads runs on (autocommit)
 
 
 _holder = _EngineHolder()
@@ -150,8 +149,6 @@ def configure_engine(url: str | None = None) -> Engine:
     engine = _holder.engine = create_db_engine(url or get_settings().database_url)
     _holder.factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
     _holder.writer = engine.execution_options(sqlite_immediate=True) if engine.dialect.name == "sqlite" else None
-    _holder.reader = (engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql"
-                      else None)
     return engine
 
 
@@ -192,19 +189,17 @@ def new_session(*, write: bool = False, reads_only: bool = False) -> Session:
     `write`: on SQLite its transactions take the write lock up front (BEGIN IMMEDIATE), so writers are
     serialised instead of failing on a stale snapshot.
 
-    `reads_only`: a request that only reads (app.deps.get_session). The session refuses to flush a change. On
-    PostgreSQL its statements run in autocommit: under READ COMMITTED each statement of a transaction sees its
-    own snapshot anyway, so BEGIN and COMMIT only cost two round trips of a request that makes two or three
-    (issue 8). On SQLite the read transaction stays: there it does hold one snapshot for all the statements."""
+    `reads_only`: a request that only reads (app.deps.get_session): the session refuses to flush a change.
+    It still reads in a transaction, on PostgreSQL too, although at READ COMMITTED a transaction gives its
+    statements no common snapshot: a server-side cursor (`yield_per`, the dues arrears merge) needs one, and
+    autocommit reads broke it (issue 8, where BEGIN and COMMIT were measured at 2 of a cached report's 5
+    round trips)."""
     get_engine()
     assert _holder.factory is not None
     session = _holder.factory()
-    if session.bind is _holder.engine:  # tests bind the factory to a connection of their own: left as it is
-        if write and _holder.writer is not None:
-            # The first statement begins the transaction, IMMEDIATE: making the session does no I/O.
-            session.bind = _holder.writer
-        elif reads_only and _holder.reader is not None:
-            session.bind = _holder.reader
+    if write and _holder.writer is not None and session.bind is _holder.engine:
+        # The first statement begins the transaction, IMMEDIATE: making the session does no I/O.
+        session.bind = _holder.writer
     if reads_only and not write:
         session.info[READ_ONLY] = True
     return session
