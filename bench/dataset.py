@@ -82,6 +82,9 @@ class Manifest:
     sample_village_id: int = 0
     sample_township_id: int = 0
     sample_person_id: int = 0  # a person of the sample village
+    # Where the create case adds its branches: a village of the last township, away from the sample township and
+    # village that the read cases page and get, so a reused dataset reads the same rows run after run.
+    creates_under: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -245,8 +248,9 @@ def generate(conn: Connection, scale: Scale = FULL, *, log: Any = None) -> Manif
     put("user_account", users)
     m.sample_village_id = villages[0][0]
     m.sample_township_id = villages[0][2]
+    m.creates_under = villages[-1][0]
     m.users = {"city": "bench_city", "auditor": "bench_auditor", "township": f"bench_t{m.sample_township_id}",
-               "village": f"bench_v{m.sample_village_id}"}
+               "village": f"bench_v{m.sample_village_id}", "creator": f"bench_t{villages[-1][2]}"}
 
     # --- people and positions ------------------------------------------------------------------
     people: list[dict[str, Any]] = []

@@ -73,8 +73,10 @@ def env_float(name: str, default: float) -> float:
 def cases_for(m: Any) -> list[Case]:
     t, v, c = m.sample_township_id, m.sample_village_id, m.city_id
     login = urllib.parse.urlencode({"username": m.users["village"], "password": m.password})
-    create = json.dumps({"parent_id": v, "level": "branch", "domain": "rural", "name": "基准新建支部"},
-                        ensure_ascii=False)
+    # Datasets made before `creates_under` existed create under the sample village, as they did.
+    creator = "creator" if m.creates_under and "creator" in m.users else "township"
+    create = json.dumps({"parent_id": m.creates_under or v, "level": "branch", "domain": "rural",
+                         "name": "基准新建支部"}, ensure_ascii=False)
     return [
         Case("ceiling", "Starlette hello-world (same uvicorn, same flags)", "/", server="hello"),
         Case("healthz", "GET /healthz", "/healthz"),
@@ -90,7 +92,7 @@ def cases_for(m: Any) -> list[Case]:
              "/api/v1/assignments?limit=50", "city", cursor_from="/api/v1/assignments?limit=1&offset=49999"),
         Case("create_org", "POST a branch under a village (validation, audit row), township user",
              "/api/v1/organizations",
-             "township", method="POST", body=create, expect=201),
+             creator, method="POST", body=create, expect=201),
         Case("report_problems", "problems summary, city rolled up per township",
              f"/api/v1/problems/summary?year={YEAR}&org_id={c}&rollup=true", "city"),
         Case("report_budget", "budget execution, city subtree (own lines, rolled up per township)",
@@ -249,7 +251,9 @@ def resolve_cursor(client: Any, case: Case, headers: dict[str, str]) -> None:
 
 def login_all(post: Any, manifest: Any) -> dict[str, str]:
     tokens = {}
-    for key in ("city", "township", "village"):
+    for key in ("city", "township", "village", "creator"):
+        if key not in manifest.users:
+            continue
         r = post("/api/v1/auth/token", {"username": manifest.users[key], "password": manifest.password})
         if r.status_code != 200:
             raise SystemExit(f"login of {manifest.users[key]} failed: {r.status_code} {r.text[:200]}")
