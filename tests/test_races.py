@@ -490,3 +490,65 @@ def test_two_reviewers_sending_back_one_disposal_case(http: TestClient, subtree:
                                    "wrong_status", entity="disposal_case", entity_id=case_id,
                                    action="disposal_case.reject", json={"reason": "措施不当"})
         assert won["status"] == "open"
+
+
+def test_approving_a_removal_while_the_person_is_being_edited_waits_for_the_edit(
+    http: TestClient, subtree: Subtree, engine: Engine
+) -> None:
+    """PostgreSQL: another transaction holds the person's row, changed, when the level above approves the removal
+    of that member. The approval waits for it and then removes the member as the edit left them: 200, not a 412
+    about a version the approver never sent."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite serialises writers, so the edit cannot come between")
+    import time
+
+    from sqlalchemy import create_engine, text
+
+    from app.core.db import session_scope
+
+    with session_scope() as s:
+        village = s.get(Organization, subtree.village)
+        assert village is not None
+        person = make_person(s, village, name="竞态除名", id_no=id_number(birth="19720202", seq=731))
+        ev = DemocraticEvaluation(org_id=subtree.village, year=2019, status="finalized")
+        s.add(ev)
+        s.flush()
+        assert ev.id is not None and person.id is not None
+        entry = DemocraticEvaluationEntry(evaluation_id=ev.id, person_id=person.id, org_id=subtree.village,
+                                          year=2019, rating="unqualified")
+        s.add(entry)
+        s.flush()
+        assert entry.id is not None
+        case = DisposalCase(entry_id=entry.id, person_id=person.id, org_id=subtree.village, year=2019,
+                            status="decided", measure="removal", decided_on=dt.date(2020, 1, 5))
+        s.add(case)
+        s.flush()
+        case_id, person_id = case.id, person.id
+    admin = create_engine(engine.url, isolation_level="AUTOCOMMIT")
+    answer: list[Any] = []
+    try:
+        with admin.connect() as editor, admin.connect() as watcher:
+            editor.execute(text("BEGIN"))
+            editor.execute(text("UPDATE person SET name = '竞态改名', version = version + 1 WHERE id = :id"),
+                           {"id": person_id})
+            approver = threading.Thread(target=lambda: answer.append(http.post(
+                f"/api/v1/disposal-cases/{case_id}/approve", json={"approved_on": "2020-01-10"},
+                headers=auth(subtree, "town"))))
+            approver.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not watcher.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")):
+                time.sleep(0.05)
+            editor.execute(text("COMMIT"))
+            approver.join(timeout=30)
+    finally:
+        admin.dispose()
+    assert answer, "the approval did not answer"
+    assert answer[0].status_code == 200, answer[0].text
+    assert answer[0].json()["status"] == "approved"
+    with session_scope(write=False) as s:
+        removed = s.get(Person, person_id)
+        assert removed is not None
+        # The edit is kept, and the removal is applied on top of it.
+        assert (removed.name, removed.status, removed.left_on) == ("竞态改名", "removed", dt.date(2020, 1, 10))

@@ -384,7 +384,10 @@ def approve_case(session: Session, actor: Actor, case: DisposalCase, data: Dispo
 
 
 def _remove_member(session: Session, actor: Actor, case: DisposalCase, on: dt.date) -> None:
-    person = session.get(Person, case.person_id)
+    # Locked and read afresh: a concurrent edit of the person commits first and the removal applies on top of it.
+    # Read without the lock, the version was stale by then and the approver, who sent no If-Match for the person,
+    # got a 412 (PostgreSQL; SQLite serialises writers anyway).
+    person = session.get(Person, case.person_id, with_for_update=True, populate_existing=True)
     assert person is not None
     if person.status != PersonStatus.removed:
         people_service.update_fields(session, actor, person, PersonUpdate(status=PersonStatus.removed, left_on=on),
