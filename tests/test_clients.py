@@ -39,17 +39,18 @@ def _made(client: TestClient, world: World, **kw: Any) -> dict[str, Any]:
     return dict(r.json())
 
 
-def _token(client: TestClient, cid: str, secret: str, *, basic: bool = False) -> Any:
+def _token(client: TestClient, cid: str, secret: str, *, basic: bool = False, scope: str | None = None) -> Any:
+    extra = {} if scope is None else {"scope": scope}
     if basic:
         raw = f"{quote_plus(cid)}:{quote_plus(secret)}".encode()
-        return client.post(TOKEN_URL, data={"grant_type": "client_credentials"},
+        return client.post(TOKEN_URL, data={"grant_type": "client_credentials", **extra},
                            headers={"Authorization": "Basic " + base64.b64encode(raw).decode()})
     return client.post(TOKEN_URL, data={"grant_type": "client_credentials", "client_id": cid,
-                                        "client_secret": secret})
+                                        "client_secret": secret, **extra})
 
 
-def _bearer(client: TestClient, made: dict[str, Any]) -> dict[str, str]:
-    r = _token(client, made["client_id"], made["client_secret"])
+def _bearer(client: TestClient, made: dict[str, Any], *, scope: str | None = None) -> dict[str, str]:
+    r = _token(client, made["client_id"], made["client_secret"], scope=scope)
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
@@ -209,6 +210,230 @@ def test_token_request_shapes_are_validated(client: TestClient, world: World) ->
         r = client.post(TOKEN_URL, data=data, headers=headers)
         assert r.status_code == 422, (data, headers, r.text)
         assert r.json()["errors"]
+
+
+# --- a narrower scope (RFC 6749 §3.3) -------------------------------------------------------------------
+
+
+def _last_audit_id(db: Session) -> int:
+    return db.scalar(select(AuditLog.id).order_by(AuditLog.id.desc()).limit(1)) or 0
+
+
+def _me_permissions(client: TestClient, auth: dict[str, str]) -> list[str]:
+    r = client.get("/api/v1/auth/me", headers=auth)
+    assert r.status_code == 200, r.text
+    return list(r.json()["permissions"])
+
+
+def _denied(r: Any) -> None:
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "permission_denied"
+
+
+@pytest.mark.parametrize("basic", [False, True])
+def test_a_narrowed_token_does_what_it_asked_and_nothing_more(client: TestClient, world: World, db: Session,
+                                                               basic: bool) -> None:
+    made = _made(client, world, org=world.t1, permissions=["org_read", "org_write", "people_read"])
+    mark = _last_audit_id(db)
+    r = _token(client, made["client_id"], made["client_secret"], basic=basic, scope="org_read")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["scope"] == "org_read"
+    assert decode_token(body["access_token"], expected_type="access")["scope"] == "org_read"
+    issued = db.scalars(select(AuditLog).where(AuditLog.id > mark, AuditLog.action == "client.token")).all()
+    assert [row.entity_id for row in issued] == [str(made["id"])]
+    auth = {"Authorization": f"Bearer {body['access_token']}"}
+    assert _me_permissions(client, auth) == ["org_read"]
+    assert client.get(f"/api/v1/organizations/{world.v1.id}", headers=auth).status_code == 200
+    # Held by the client, not asked for: refused as a user lacking the permission is.
+    _denied(client.get("/api/v1/people", headers=auth))
+    mark = _last_audit_id(db)
+    _denied(client.post("/api/v1/organizations", json={"parent_id": world.v1.id, "level": "branch",
+                                                        "domain": "community", "name": "窄令牌支部"}, headers=auth))
+    assert _last_audit_id(db) == mark
+    # Asking for two of the three gives exactly those two.
+    both = _bearer(client, made, scope="people_read org_write")
+    assert _me_permissions(client, both) == ["org_write", "people_read"]
+    r = client.post("/api/v1/organizations", json={"parent_id": world.v1.id, "level": "branch",
+                                                    "domain": "community", "name": "窄令牌建的支部"}, headers=both)
+    assert r.status_code == 201, r.text
+    assert client.get("/api/v1/people", headers=both).status_code == 200
+    _denied(client.get(f"/api/v1/organizations/{world.v1.id}", headers=both))
+
+
+@pytest.mark.parametrize(("scope", "named"), [
+    ("org_write", ["org_write"]),  # a permission the read-only client lacks
+    ("org_read org_write pii_read", ["org_write", "pii_read"]),
+    ("users_manage", ["users_manage"]),  # never a client's
+    ("root", ["root"]),  # no permission at all
+    ("org_read root org_write", ["root", "org_write"]),
+    ("ORG_READ", ["ORG_READ"]),
+])
+def test_a_scope_beyond_the_client_is_refused_and_issues_nothing(
+    client: TestClient, world: World, db: Session, scope: str, named: list[str]
+) -> None:
+    made = _made(client, world, org=world.t1)
+    mark = _last_audit_id(db)
+    r = _token(client, made["client_id"], made["client_secret"], scope=scope)
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert problem["code"] == "invalid_scope" and problem["type"].endswith("/invalid-scope")
+    assert "access_token" not in problem
+    for name in named:
+        assert name in problem["detail"], problem
+    assert problem["errors"][0]["loc"] == ["body", "scope"]
+    assert _last_audit_id(db) == mark
+
+
+@pytest.mark.parametrize("scope", ["org_read\torg_write", "org_read\n", "\r\n", "权限", '"org_read"',
+                                   "org_read\\", "\x7f", "r" * 500])
+def test_a_malformed_scope_is_a_clear_400(client: TestClient, world: World, db: Session, scope: str) -> None:
+    made = _made(client, world, org=world.t1)
+    mark = _last_audit_id(db)
+    r = _token(client, made["client_id"], made["client_secret"], scope=scope)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_scope" and r.json()["errors"][0]["loc"] == ["body", "scope"]
+    # NUL is refused for the whole form before the route runs.
+    nul = _token(client, made["client_id"], made["client_secret"], scope="org_read\x00")
+    assert nul.status_code == 422 and nul.json()["code"] == "validation_error", nul.text
+    assert _last_audit_id(db) == mark
+    too_long = _token(client, made["client_id"], made["client_secret"], scope="org_read " * 60)
+    assert too_long.status_code == 422 and too_long.json()["errors"][0]["loc"] == ["body", "scope"]
+    assert _last_audit_id(db) == mark
+
+
+def test_a_bad_scope_from_a_stranger_is_still_invalid_client(client: TestClient, world: World) -> None:
+    """Client authentication comes first: who is not the client learns nothing about its permissions."""
+    made = _made(client, world)
+    _invalid_client(_token(client, made["client_id"], made["client_secret"] + "x", scope="org_write"))
+    _invalid_client(_token(client, made["client_id"], made["client_secret"] + "x", scope="bad\tscope"))
+
+
+def test_repeats_and_extra_spaces_ask_for_each_name_once(client: TestClient, world: World) -> None:
+    made = _made(client, world)
+    r = _token(client, made["client_id"], made["client_secret"], scope="  people_read org_read   people_read ")
+    assert r.status_code == 200, r.text
+    assert r.json()["scope"] == "org_read people_read"
+    assert decode_token(r.json()["access_token"], expected_type="access")["scope"] == "org_read people_read"
+
+
+@pytest.mark.parametrize("scope", [None, "", "   "])
+def test_no_scope_asks_for_all_the_clients_permissions(client: TestClient, world: World, scope: str | None) -> None:
+    made = _made(client, world, permissions=["org_read", "org_write", "people_read"])
+    r = _token(client, made["client_id"], made["client_secret"], scope=scope)
+    assert r.status_code == 200, r.text
+    assert r.json()["scope"] == "org_read org_write people_read"
+    auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert _me_permissions(client, auth) == ["org_read", "org_write", "people_read"]
+
+
+def test_the_password_grant_ignores_a_scope(client: TestClient, world: World) -> None:
+    r = client.post(TOKEN_URL, data={"username": world.users["city"].username, "password": PASSWORD,
+                                     "scope": "org_read no_such\tthing"})
+    assert r.status_code == 200, r.text
+    assert "scope" not in r.json()
+    me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    assert "users_manage" in me.json()["permissions"]
+
+
+def test_a_token_acts_only_with_what_the_client_still_holds(client: TestClient, world: World, db: Session) -> None:
+    """The scope claim is an upper bound: a permission taken from the client after the token was issued is gone
+    from the token at once, and one given to the client later is not in it."""
+    made = _made(client, world, org=world.t1, permissions=["org_read", "org_write"])
+    full = _bearer(client, made)
+    narrowed = _bearer(client, made, scope="org_write")
+    row = db.get(ServiceClient, made["id"])
+    assert row is not None
+    row.permissions = ["org_read", "people_read"]  # no API edits a client's permissions
+    db.flush()
+    assert _me_permissions(client, full) == ["org_read"]
+    assert _me_permissions(client, narrowed) == []
+    for auth in (full, narrowed):
+        _denied(client.post("/api/v1/organizations", json={"parent_id": world.v1.id, "level": "branch",
+                                                            "domain": "community", "name": "收回后的支部"},
+                            headers=auth))
+        _denied(client.get("/api/v1/people", headers=auth))
+    _denied(client.get(f"/api/v1/organizations/{world.v1.id}", headers=narrowed))
+    assert client.get(f"/api/v1/organizations/{world.v1.id}", headers=full).status_code == 200
+    # A fresh token carries what the client holds now.
+    assert _me_permissions(client, _bearer(client, made)) == ["org_read", "people_read"]
+
+
+def _token_without_scope_claim(db: Session, made: dict[str, Any]) -> dict[str, str]:
+    """An access token as issue_token minted them before tokens carried the scope the client asked for."""
+    row = db.get(ServiceClient, made["id"])
+    assert row is not None
+    principal = db.get(User, row.user_id)
+    assert principal is not None
+    token = create_token(subject=f"client:{made['client_id']}", token_type="access",
+                         lifetime=dt.timedelta(minutes=5),
+                         claims={"ver": principal.token_version, "role": Role.service_client, "org": row.org_id})
+    return {"Authorization": f"Bearer {token.token}"}
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each request session opened writes (an audited read of personal data must: tests/test_sessions.py)."""
+    import app.deps as deps
+
+    seen: list[bool] = []
+    original = deps.new_session
+
+    def recording(*, write: bool = False, reads_only: bool = False) -> Any:
+        seen.append(write)
+        return original(write=write, reads_only=reads_only)
+
+    monkeypatch.setattr(deps, "new_session", recording)
+    return seen
+
+
+def test_a_token_without_a_scope_claim_keeps_all_the_clients_permissions(
+    client: TestClient, world: World, db: Session, opened: list[bool]
+) -> None:
+    made = _made(client, world, org=world.t1, permissions=["org_read", "org_write", "people_read", "pii_read"])
+    old = _token_without_scope_claim(db, made)
+    assert _me_permissions(client, old) == ["org_read", "org_write", "people_read", "pii_read"]
+    r = client.post("/api/v1/organizations", json={"parent_id": world.v1.id, "level": "branch",
+                                                    "domain": "community", "name": "旧令牌建的支部"}, headers=old)
+    assert r.status_code == 201, r.text
+    # Reading personal data with it is unmasked and audited, in a writing session like any audited read.
+    person = make_person(db, world.v1, name="赵六", phone="13912345678")
+    mark = _last_audit_id(db)
+    opened.clear()
+    r = client.get(f"/api/v1/people/{person.id}", headers=old)
+    assert r.status_code == 200 and "13912345678" in r.text, r.text
+    assert opened == [True]
+    row = db.scalar(select(AuditLog).where(AuditLog.id > mark, AuditLog.action == "person.pii_read"))
+    assert row is not None and row.username == made["name"]
+
+
+def test_personal_data_follows_the_tokens_scope(client: TestClient, world: World, db: Session,
+                                                opened: list[bool]) -> None:
+    person = make_person(db, world.v1, name="钱七", phone="13712345678")
+    made = _made(client, world, org=world.t1, permissions=["people_read", "pii_read"])
+    narrowed, full = _bearer(client, made, scope="people_read"), _bearer(client, made, scope="people_read pii_read")
+    mark = _last_audit_id(db)
+    opened.clear()
+    masked = client.get(f"/api/v1/people/{person.id}", headers=narrowed)
+    assert masked.status_code == 200 and "13712345678" not in masked.text, masked.text
+    assert db.scalar(select(AuditLog).where(AuditLog.id > mark, AuditLog.action == "person.pii_read")) is None
+    unmasked = client.get(f"/api/v1/people/{person.id}", headers=full)
+    assert unmasked.status_code == 200 and "13712345678" in unmasked.text
+    assert db.scalar(select(AuditLog).where(AuditLog.id > mark, AuditLog.action == "person.pii_read")) is not None
+    assert opened == [False, True]  # only the audited read takes a writing session
+
+
+def test_a_scope_claim_that_is_not_text_is_an_invalid_token(client: TestClient, world: World, db: Session) -> None:
+    made = _made(client, world)
+    row = db.get(ServiceClient, made["id"])
+    principal = db.get(User, row.user_id)  # type: ignore[union-attr]
+    assert row is not None and principal is not None
+    token = create_token(subject=f"client:{made['client_id']}", token_type="access", lifetime=dt.timedelta(minutes=5),
+                         claims={"ver": principal.token_version, "role": Role.service_client, "org": row.org_id,
+                                 "scope": ["org_read"]}).token
+    r = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
 
 
 # --- scope and permissions: the same Actor as users -----------------------------------------------------

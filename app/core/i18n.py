@@ -122,6 +122,9 @@ MESSAGES: dict[str, Message] = {
     "invalid_client": Message("客户端身份验证失败", {
         "Unknown client, wrong secret or a revoked client.": "客户端不存在、密钥错误或客户端已被吊销。",
     }),
+    "invalid_scope": Message("请求的权限范围无效", {
+        "The scope must be permission names separated by spaces.": "权限范围应为以空格分隔的权限名称。",
+    }),
     "permission_above_own": Message("不能授予自身没有的权限"),
     "duplicate_client_name": Message("客户端名称已被使用"),
     "client_revoked": Message("客户端已被吊销"),

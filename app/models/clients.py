@@ -72,4 +72,5 @@ class ClientToken(SQLModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int = Field(description="Seconds until the access token expires")
-    scope: str = Field(description="The client's permissions, space-separated")
+    scope: str = Field(description="The permissions the token carries, space-separated and sorted: those the "
+                                   "request's `scope` named, or all the client's when it named none")

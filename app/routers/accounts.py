@@ -46,7 +46,12 @@ class TokenRequest(BaseModel):
                                   description="client_credentials grant, unless sent with HTTP Basic")
     client_secret: str | None = Field(default=None, min_length=1, max_length=256,
                                       description="client_credentials grant, unless sent with HTTP Basic")
-    scope: str = Field(default="", max_length=500)
+    scope: str = Field(
+        default="", max_length=500,
+        description="client_credentials grant (RFC 6749 §3.3): the permissions the token is to carry, "
+                    "space-separated permission names as the answer's `scope` lists them (repeats and extra spaces "
+                    "are ignored). Each must be one the client holds (400 invalid_scope otherwise); empty or "
+                    "absent: all of them. The password grant ignores it.")
 
     @model_validator(mode="after")
     def _grant_fields(self) -> TokenRequest:
@@ -75,6 +80,25 @@ def _throttled(request: Request, exc: service.LoginThrottled) -> JSONResponse:
     )
 
 
+MALFORMED_SCOPE = "The scope must be permission names separated by spaces."
+
+
+def _invalid_scope(request: Request, exc: clients.ScopeRejected) -> JSONResponse:
+    # Returned like invalid_client: the service refuses before it records or issues anything.
+    if exc.malformed:
+        detail = msg = MALFORMED_SCOPE
+    else:
+        parts = []
+        if exc.unknown:
+            parts.append(f"no permission is named {', '.join(exc.unknown)}")
+        if exc.not_held:
+            parts.append(f"the client does not hold {', '.join(exc.not_held)}")
+        msg = "; ".join(parts)
+        detail = f"The requested scope cannot be granted: {msg}."
+    return problem_response(request, 400, "invalid_scope", "Invalid scope", detail,
+                            errors=[{"loc": ["body", "scope"], "msg": msg}])
+
+
 def _client_credentials(request: Request, form: TokenRequest) -> tuple[str, str]:
     """client_id and client_secret from HTTP Basic or the form (RFC 6749 §2.3.1): exactly one of the two."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -100,22 +124,28 @@ def _client_credentials(request: Request, form: TokenRequest) -> tuple[str, str]
 @auth.post(
     "/token", response_model=TokenPair | ClientToken, operation_id="auth_token",
     summary="Get an access token: log in with a password, or as a service client with its credentials",
-    responses=problem_responses(401, 422, 429),
+    responses=problem_responses(400, 401, 422, 429),
 )
 def issue_token(request: Request, form: Annotated[TokenRequest, Form()], session: SessionDep,
                 response: Response) -> Any:
     """`grant_type=password` (the default): a user's access and refresh tokens; five failures within the window
     answer 429 until it passes. `grant_type=client_credentials`: a service client's access token (no refresh
-    token; ask again when it expires), with `client_id` and `client_secret` in the form or in HTTP Basic."""
+    token; ask again when it expires), with `client_id` and `client_secret` in the form or in HTTP Basic. By
+    default the token carries all the client's permissions; `scope` narrows it to the permissions named there,
+    and a name the client does not hold, or that is no permission, answers 400 `invalid_scope` and issues
+    nothing. The token acts with its scope within what the client holds at the time of each call. The password
+    grant ignores `scope`."""
     response.headers["Cache-Control"] = "no-store"
     if form.grant_type == "client_credentials":
         client_id, client_secret = _client_credentials(request, form)
         try:
-            return clients.issue_token(session, client_id, client_secret)
+            return clients.issue_token(session, client_id, client_secret, scope=form.scope)
         except clients.ClientRejected:
             return problem_response(request, 401, "invalid_client", "Client authentication failed",
                                     "Unknown client, wrong secret or a revoked client.",
                                     headers={"WWW-Authenticate": 'Basic realm="api"'})
+        except clients.ScopeRejected as exc:
+            return _invalid_scope(request, exc)
     assert form.username is not None and form.password is not None
     try:
         return service.login(session, form.username, form.password).tokens

@@ -1,16 +1,18 @@
 """Service clients: creation, the client-credentials grant, rotation and revocation.
 
 A client acts through the same Actor as a user: its scope is the subtree of its organisation (the one scope
-filter) and its permissions are checked by the same route dependencies. Its principal is a user_account row of
-role service_client, so every record it writes and every audit row name that row, with the client's name as
-the audit username. Revoking or rotating bumps that row's token_version: tokens issued before stop working at
-once, as a user's do when their password changes.
+filter) and its permissions are checked by the same route dependencies. An access token carries the permissions
+its request asked for (the OAuth2 `scope`, all the client's by default) and acts with those the client still
+holds at each call. Its principal is a user_account row of role service_client, so every record it writes and
+every audit row name that row, with the client's name as the audit username. Revoking or rotating bumps that
+row's token_version: tokens issued before stop working at once, as a user's do when their password changes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+import re
 import secrets
 from typing import Any
 
@@ -42,10 +44,53 @@ class ClientRejected(Exception):
     """Unknown client, wrong secret or a revoked client: one answer for all (401 invalid_client)."""
 
 
+class ScopeRejected(Exception):
+    """The requested scope is not a set of permissions the client holds (400 invalid_scope).
+
+    `malformed`: the scope is not permission-shaped text at all (RFC 6749 §3.3), so its names are not repeated
+    back; otherwise `unknown` names no permission and `not_held` names permissions the client does not hold."""
+
+    def __init__(self, *, malformed: bool = False, unknown: list[str] | None = None,
+                 not_held: list[str] | None = None) -> None:
+        self.malformed = malformed
+        self.unknown = unknown or []
+        self.not_held = not_held or []
+        super().__init__("invalid scope")
+
+
 def granted(stored: list[str]) -> frozenset[Permission]:
     """The permissions a client acts with: what was granted, still within what clients may ever hold."""
     known = {p.value for p in Permission}
     return frozenset(Permission(p) for p in stored if p in known) & CLIENT_GRANTABLE
+
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), tokens separated by spaces.
+_SCOPE_TEXT = re.compile(r"[\x20\x21\x23-\x5B\x5D-\x7E]*")
+
+
+def requested_scope(scope: str, held: frozenset[Permission]) -> frozenset[Permission]:
+    """The permissions a token request asks for: all the client holds when `scope` is empty, else exactly the
+    names it lists (repeats and extra spaces allowed), each of which the client must hold."""
+    if _SCOPE_TEXT.fullmatch(scope) is None:
+        raise ScopeRejected(malformed=True)
+    names = set(scope.split(" ")) - {""}
+    if not names:
+        return held
+    known = {p.value for p in Permission}
+    unknown = sorted(names - known)
+    not_held = sorted(n for n in names & known if Permission(n) not in held)
+    if unknown or not_held:
+        raise ScopeRejected(unknown=unknown, not_held=not_held)
+    return frozenset(Permission(n) for n in names)
+
+
+def _token_permissions(held: frozenset[Permission], scope: str | None) -> frozenset[Permission]:
+    """What a token may do: the permissions in its scope claim that the client still holds; a token issued
+    before tokens carried a scope (no claim) acts with all the client holds."""
+    if scope is None:
+        return held
+    named = set(scope.split(" "))
+    return frozenset(p for p in held if p.value in named)
 
 
 def public(client: ServiceClient) -> ClientPublic:
@@ -158,9 +203,9 @@ def rotate_secret(session: Session, actor: Actor, client: ServiceClient) -> Clie
 # --- authentication ------------------------------------------------------------------------------------
 
 
-def _actor(client: ServiceClient, principal: User, org_path: str) -> Actor:
+def _actor(client: ServiceClient, principal: User, org_path: str, permissions: frozenset[Permission]) -> Actor:
     return Actor(user_id=principal.id, username=client.name, role=Role.service_client, org_id=client.org_id,
-                 org_path=org_path, permissions=granted(client.permissions))
+                 org_path=org_path, permissions=permissions)
 
 
 def _load(session: Session, client_id: str) -> tuple[ServiceClient, User, str] | None:
@@ -173,8 +218,10 @@ def _load(session: Session, client_id: str) -> tuple[ServiceClient, User, str] |
     return None if row is None else (row[0], row[1], row[2])
 
 
-def issue_token(session: Session, client_id: str, client_secret: str) -> ClientToken:
-    """The client-credentials grant. Raises ClientRejected whatever is wrong."""
+def issue_token(session: Session, client_id: str, client_secret: str, *, scope: str = "") -> ClientToken:
+    """The client-credentials grant, for all the client's permissions or the narrower `scope` it asks for
+    (RFC 6749 §3.3). Raises ClientRejected whatever is wrong with the client, then ScopeRejected when the scope
+    asks for what the client does not hold; either way nothing is issued or recorded."""
     found = _load(session, client_id)
     # Compare a digest whether or not the client exists, in constant time.
     digest = found[0].secret_hash if found else _DUMMY_DIGEST
@@ -186,22 +233,27 @@ def issue_token(session: Session, client_id: str, client_secret: str) -> ClientT
         raise ClientRejected()
     settings = get_settings()
     lifetime = dt.timedelta(minutes=settings.access_token_minutes)
-    scope = " ".join(sorted(granted(client.permissions)))
+    permissions = requested_scope(scope, granted(client.permissions))
+    granted_scope = " ".join(sorted(permissions))
     access = create_token(
         subject=SUBJECT_PREFIX + client.client_id, token_type="access", lifetime=lifetime,
-        claims={"ver": principal.token_version, "role": Role.service_client, "org": client.org_id, "scope": scope},
+        claims={"ver": principal.token_version, "role": Role.service_client, "org": client.org_id,
+                "scope": granted_scope},
     )
-    audit.record(session, actor=_actor(client, principal, path), action="client.token", entity="service_client",
-                 entity_id=client.id, org_id=client.org_id)
-    return ClientToken(access_token=access.token, expires_in=int(lifetime.total_seconds()), scope=scope)
+    audit.record(session, actor=_actor(client, principal, path, permissions), action="client.token",
+                 entity="service_client", entity_id=client.id, org_id=client.org_id)
+    return ClientToken(access_token=access.token, expires_in=int(lifetime.total_seconds()), scope=granted_scope)
 
 
-def actor_from_token(session: Session, subject: str, token_version: int) -> Actor | None:
-    """The Actor of a client's access token, or None when the client is unknown, revoked or rotated since."""
+def actor_from_token(session: Session, subject: str, token_version: int, *, scope: str | None) -> Actor | None:
+    """The Actor of a client's access token, or None when the client is unknown, revoked or rotated since.
+
+    `scope` is the token's scope claim: the Actor holds only those of its permissions the client still holds
+    (None, a token without the claim: all the client holds)."""
     found = _load(session, subject.removeprefix(SUBJECT_PREFIX))
     if found is None:
         return None
     client, principal, path = found
     if not client.is_active or not principal.is_active or principal.token_version != token_version:
         return None
-    return _actor(client, principal, path)
+    return _actor(client, principal, path, _token_permissions(granted(client.permissions), scope))
