@@ -3,10 +3,12 @@ which open a read-only session (autocommit on PostgreSQL, tests/test_read_sessio
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 import app.deps as deps
 from app.main import app
@@ -50,3 +52,54 @@ def test_reads_of_people_without_pii_read_stay_plain_reads(client: TestClient, w
                                                           opened: list[bool]) -> None:
     assert client.get("/api/v1/people", headers=world.auth("t1")).status_code == 200
     assert opened == [False]
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Where each lookup of the caller ran: in the event loop or in a worker thread."""
+    seen: list[str] = []
+    original = deps._actor_of
+
+    def recording(session: Session, token: str | None) -> Any:
+        try:
+            asyncio.get_running_loop()
+            seen.append("event loop")
+        except RuntimeError:
+            seen.append("worker thread")
+        return original(session, token)
+
+    monkeypatch.setattr(deps, "_actor_of", recording)
+    return seen
+
+
+def test_a_read_looks_its_caller_up_in_the_event_loop_on_sqlite_only(
+    client: TestClient, world: World, db: Session, lookups: list[str]
+) -> None:
+    # A SQLite read waits on no lock and no network: no hop to a worker thread for one row. A PostgreSQL round
+    # trip may wait on the network, which the event loop must never do.
+    assert client.get(f"/api/v1/organizations/{world.v1.id}", headers=world.auth("v1")).status_code == 200
+    assert lookups == ["event loop" if db.get_bind().dialect.name == "sqlite" else "worker thread"]
+
+
+def test_a_write_looks_its_caller_up_in_a_worker_thread(client: TestClient, world: World,
+                                                         lookups: list[str]) -> None:
+    # On SQLite a write's first statement takes the write lock (BEGIN IMMEDIATE), which may be held elsewhere.
+    r = client.patch(f"/api/v1/organizations/{world.v1.id}", json={"name": "x"}, headers=world.auth("t1"))
+    assert r.status_code == 428
+    assert lookups == ["worker thread"]
+
+
+def test_a_revoked_token_is_refused_wherever_the_lookup_runs(client: TestClient, world: World, db: Session,
+                                                              lookups: list[str]) -> None:
+    from app.models.accounts import User
+
+    headers = world.auth("v1")
+    user = db.get(User, world.users["v1"].id)
+    assert user is not None
+    user.token_version += 1
+    db.flush()
+    for call in (lambda: client.get(f"/api/v1/organizations/{world.v1.id}", headers=headers),
+                 lambda: client.patch(f"/api/v1/organizations/{world.v1.id}", json={"name": "x"}, headers=headers)):
+        r = call()
+        assert r.status_code == 401 and r.json()["detail"] == "The token has been revoked."
+    assert len(lookups) == 2

@@ -205,6 +205,14 @@ def new_session(*, write: bool = False, reads_only: bool = False) -> Session:
     return session
 
 
+def waits_on_nothing(session: Session) -> bool:
+    """Whether the session's statements can wait on no lock and no network: a session that only reads
+    (READ_ONLY) on SQLite, whose WAL readers take no lock. Short steps of such a session may run in the event
+    loop instead of a worker thread (app.deps). A write may wait for the write lock, and a PostgreSQL round
+    trip for the network, so theirs run in a worker thread."""
+    return bool(session.info.get(READ_ONLY)) and session.get_bind().dialect.name == "sqlite"
+
+
 @contextmanager
 def read_snapshot() -> Iterator[Session]:
     """A read-only unit of work whose statements all see one snapshot of the database.
