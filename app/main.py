@@ -22,7 +22,7 @@ from app.core.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers,
 from app.core.input_guard import InputGuardMiddleware
 from app.core.observability import ObservabilityMiddleware, configure_logging
 from app.core.openapi import finish_contract
-from app.deps import in_worker_thread
+from app.deps import as_async_endpoint
 from app.routers import ROUTERS
 
 DESCRIPTION = """Records of a city's grassroots Party organisations: the organisation tree, its people,
@@ -113,8 +113,9 @@ def _skip_routers_by_prefix(app: FastAPI) -> None:
 
 
 def _one_hop_per_endpoint(router: APIRouter) -> None:
-    """A synchronous endpoint runs in a worker thread together with the end of its request's transaction, and
-    its answer is validated in the event loop (CPU work, no I/O).
+    """A synchronous endpoint runs in a worker thread together with the end of its request's transaction (or, for
+    a read on SQLite, both in the event loop: `app.deps.as_async_endpoint`), and its answer is validated in the
+    event loop (CPU work, no I/O).
 
     FastAPI gave such a request three more hops to a worker thread after its dependencies: the endpoint, the
     validation of its answer and, from `get_session`, the commit. Each hop is a thread handoff both ways
@@ -125,7 +126,7 @@ def _one_hop_per_endpoint(router: APIRouter) -> None:
 
     for route in router.routes:
         if isinstance(route, APIRoute) and not inspect.iscoroutinefunction(route.endpoint):
-            route.endpoint = in_worker_thread(route.endpoint)
+            route.endpoint = as_async_endpoint(route.endpoint)
 
 
 def _digits_only_ids(router: APIRouter) -> None:

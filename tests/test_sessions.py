@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 import app.deps as deps
 from app.main import app
+from app.models.organizations import Organization
 from tests.factories import World
 
 
@@ -79,6 +80,43 @@ def test_a_read_looks_its_caller_up_in_the_event_loop_on_sqlite_only(
     # trip may wait on the network, which the event loop must never do.
     assert client.get(f"/api/v1/organizations/{world.v1.id}", headers=world.auth("v1")).status_code == 200
     assert lookups == ["event loop" if db.get_bind().dialect.name == "sqlite" else "worker thread"]
+
+
+@pytest.fixture
+def endpoints(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Where each synchronous endpoint ran, with the commit of its session."""
+    seen: list[str] = []
+    original = deps._call_and_commit
+
+    def recording(endpoint: Any, arguments: dict[str, Any]) -> Any:
+        try:
+            asyncio.get_running_loop()
+            seen.append("event loop")
+        except RuntimeError:
+            seen.append("worker thread")
+        return original(endpoint, arguments)
+
+    monkeypatch.setattr(deps, "_call_and_commit", recording)
+    return seen
+
+
+def test_a_read_runs_its_endpoint_in_the_event_loop_on_sqlite_only(
+    client: TestClient, world: World, db: Session, endpoints: list[str]
+) -> None:
+    for path in (f"/api/v1/organizations/{world.v1.id}", "/api/v1/organizations", "/api/v1/problems/summary"):
+        assert client.get(path, headers=world.auth("t1")).status_code == 200
+    where = "event loop" if db.get_bind().dialect.name == "sqlite" else "worker thread"
+    assert endpoints == [where] * 3
+
+
+def test_a_write_runs_its_endpoint_in_a_worker_thread(client: TestClient, world: World, db: Session,
+                                                      endpoints: list[str]) -> None:
+    version = db.get(Organization, world.v1.id)
+    assert version is not None
+    r = client.patch(f"/api/v1/organizations/{world.v1.id}", json={"name": "改名村"},
+                     headers={**world.auth("t1"), "If-Match": f'"{version.version}"'})
+    assert r.status_code == 200, r.text
+    assert endpoints == ["worker thread"]
 
 
 def test_a_write_looks_its_caller_up_in_a_worker_thread(client: TestClient, world: World,
