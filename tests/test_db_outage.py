@@ -26,6 +26,7 @@ from app.core import db as core_db
 from app.models.audit import AuditLog
 from app.models.organizations import Organization
 from tests.factories import World
+from tests.pg_waits import lock_waiters
 
 BOUND_S = 10.0  # connect_timeout (5 s) and pool_timeout (10 s) bound every wait; a refused connection is at once
 
@@ -213,13 +214,7 @@ def test_a_transaction_killed_mid_write_leaves_nothing_behind(
             writer = threading.Thread(target=lambda: result.append(_timed(
                 lambda: http.patch(path, headers={**h, "If-Match": etag}, json={"name": "半途村"}))))
             writer.start()
-            deadline = time.monotonic() + 30
-            waiting: list[int] = []
-            while not waiting and time.monotonic() < deadline:
-                waiting = list(killer.scalars(text(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")))
-                time.sleep(0.05)
+            waiting = lock_waiters(killer)
             assert waiting, "the PATCH never reached the audit chain's lock"
             killer.execute(text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:p AS int[])) AS pid"),
                            {"p": waiting})

@@ -500,11 +500,10 @@ def test_approving_a_removal_while_the_person_is_being_edited_waits_for_the_edit
     about a version the approver never sent."""
     if engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL only: SQLite serialises writers, so the edit cannot come between")
-    import time
-
     from sqlalchemy import create_engine, text
 
     from app.core.db import session_scope
+    from tests.pg_waits import lock_waiters
 
     with session_scope() as s:
         village = s.get(Organization, subtree.village)
@@ -535,11 +534,7 @@ def test_approving_a_removal_while_the_person_is_being_edited_waits_for_the_edit
                 f"/api/v1/disposal-cases/{case_id}/approve", json={"approved_on": "2020-01-10"},
                 headers=auth(subtree, "town"))))
             approver.start()
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not watcher.scalar(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")):
-                time.sleep(0.05)
+            assert lock_waiters(watcher), "the approval never waited for the person's row"
             editor.execute(text("COMMIT"))
             approver.join(timeout=30)
     finally:
