@@ -99,7 +99,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         except TimeoutError:
             raise ProblemError(503, "database_unavailable", "The database is busy with other changes; try again "
                                "shortly.", headers={"Retry-After": "5"}) from None
-    session = new_session(write=write, reads_only=not write)
+    session = new_session(write=write)
     try:
         try:
             yield session

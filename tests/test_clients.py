@@ -380,9 +380,9 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     seen: list[bool] = []
     original = deps.new_session
 
-    def recording(*, write: bool = False, reads_only: bool = False) -> Any:
+    def recording(*, write: bool = False) -> Any:
         seen.append(write)
-        return original(write=write, reads_only=reads_only)
+        return original(write=write)
 
     monkeypatch.setattr(deps, "new_session", recording)
     return seen

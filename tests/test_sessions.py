@@ -22,10 +22,9 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     seen: list[bool] = []
     original = deps.new_session
 
-    def recording(*, write: bool = False, reads_only: bool = False) -> Any:
-        assert reads_only is not write, "a request's session either writes or only reads"
+    def recording(*, write: bool = False) -> Any:
         seen.append(write)
-        return original(write=write, reads_only=reads_only)
+        return original(write=write)
 
     monkeypatch.setattr(deps, "new_session", recording)
     return seen

@@ -179,17 +179,16 @@ def get_engine() -> Engine:
     return _holder.engine
 
 
-# session.info key of a session that must not write (new_session(reads_only=True), read_snapshot).
+# session.info key of a session that must not write (new_session(write=False), read_snapshot).
 READ_ONLY = "read_only"
 
 
-def new_session(*, write: bool = False, reads_only: bool = False) -> Session:
+def new_session(*, write: bool = False) -> Session:
     """A session; no I/O until its first statement.
 
     `write`: on SQLite its transactions take the write lock up front (BEGIN IMMEDIATE), so writers are
-    serialised instead of failing on a stale snapshot.
-
-    `reads_only`: a request that only reads (app.deps.get_session): the session refuses to flush a change.
+    serialised instead of failing on a stale snapshot. A session that does not write only reads: it refuses to
+    flush a change (`READ_ONLY`), and on SQLite its short steps may run in the event loop (`waits_on_nothing`).
     It still reads in a transaction, on PostgreSQL too, although at READ COMMITTED a transaction gives its
     statements no common snapshot: a server-side cursor (`yield_per`, the dues arrears merge) needs one, and
     autocommit reads broke it (issue 8, where BEGIN and COMMIT were measured at 2 of a cached report's 5
@@ -197,11 +196,11 @@ def new_session(*, write: bool = False, reads_only: bool = False) -> Session:
     get_engine()
     assert _holder.factory is not None
     session = _holder.factory()
-    if write and _holder.writer is not None and session.bind is _holder.engine:
+    if not write:
+        session.info[READ_ONLY] = True
+    elif _holder.writer is not None and session.bind is _holder.engine:
         # The first statement begins the transaction, IMMEDIATE: making the session does no I/O.
         session.bind = _holder.writer
-    if reads_only and not write:
-        session.info[READ_ONLY] = True
     return session
 
 
@@ -224,7 +223,6 @@ def read_snapshot() -> Iterator[Session]:
     blocks writers. Writes are refused in the session itself (`before_flush`); audit rows are written by
     app.core.audit in a short transaction of their own."""
     session = new_session()
-    session.info[READ_ONLY] = True
     try:
         # Tests bind the factory to one connection already in a transaction: its isolation is the test's.
         if isinstance(session.get_bind(), Engine) and session.get_bind().dialect.name == "postgresql":

@@ -19,6 +19,7 @@ log = logging.getLogger("app.errors")
 
 PROBLEM_BASE = "https://partyrecords.example.gov.cn/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement the server cancelled
 
 _TITLES = {
     400: ("bad_request", "Bad request"),
@@ -169,10 +170,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-        cause = type(getattr(exc, "orig", None) or exc).__name__
-        log.error("database unavailable", extra={"error": cause})
-        detail = ("The database did not answer in the time allowed; try again shortly." if cause == "QueryCanceled"
-                  else "The database is not reachable; try again shortly.")  # statement_timeout, app.core.db
+        orig = getattr(exc, "orig", None) or exc
+        log.error("database unavailable", extra={"error": type(orig).__name__})
+        # SQLSTATE 57014 query_canceled: PostgreSQL's statement_timeout (app.core.db) cancelled the statement.
+        detail = ("The database did not answer in the time allowed; try again shortly."
+                  if getattr(orig, "sqlstate", None) == QUERY_CANCELED
+                  else "The database is not reachable; try again shortly.")
         return problem_response(request, 503, "database_unavailable", "Service unavailable", detail,
                                 headers={"Retry-After": "5"})
 
