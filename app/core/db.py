@@ -107,6 +107,11 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # LIKE as PostgreSQL has it, case-sensitive: SQLite can then serve a prefix LIKE from an index, as the
+        # subtree filter `path LIKE '/1/2/%'` (app.core.scope) on ix_organization_path, instead of scanning
+        # every organisation twice per scoped query (a township page's count: 2.2 ms -> 0.1 ms, issue 8);
+        # and a `q` search finds the same rows on both databases.
+        cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
 
     # Writers of this process queue on a lock before BEGIN IMMEDIATE instead of in SQLite's busy handler,
