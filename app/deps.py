@@ -132,19 +132,21 @@ def _finish(session: Session, commit: bool) -> None:
         session.close()
 
 
-def as_async_endpoint(endpoint: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
+def as_async_endpoint(endpoint: Callable[..., Any], *, lists: bool) -> Callable[..., Coroutine[Any, Any, Any]]:
     """A synchronous endpoint as an async one (app.main wraps every synchronous route with it): it runs together
     with the commit of its request's session, in one worker thread, or in the event loop when that session waits
-    on nothing (`waits_on_nothing`: a read on SQLite).
+    on nothing (`waits_on_nothing`: a read on SQLite) and the endpoint does not answer a list (`lists`).
 
     On this kind of machine (two virtual CPUs) a hop to a worker thread and back cost more CPU than a get by id's
-    own work: without it a SQLite get by id served about 1.6 times the requests (issue 8). A SQLite read is CPU
-    work like the rest of the request, and with one interpreter lock a worker thread would hold the loop off as
-    much; a long one (a report computed afresh) holds the loop until it ends instead of sharing it."""
+    own work: without it a SQLite get by id served about 1.3 times the requests, a cached summary 1.7 times
+    (issue 8). A list page may scan many rows (a deep offset, a city-wide count); in a worker thread SQLite's C
+    code runs beside the event loop's Python, without the interpreter lock, and in the loop a deep page served
+    0.6 times the requests with twice the p99. A summary computed afresh (after a write) holds the loop until
+    it ends."""
 
     @functools.wraps(endpoint)
     async def run(**arguments: Any) -> Any:
-        if any(isinstance(value, Session) and waits_on_nothing(value) for value in arguments.values()):
+        if not lists and any(isinstance(value, Session) and waits_on_nothing(value) for value in arguments.values()):
             return _call_and_commit(endpoint, arguments)
         return await run_in_threadpool(_call_and_commit, endpoint, arguments)
 
