@@ -22,6 +22,7 @@ from app.models.audit import AuditLog
 from app.models.clients import ClientCreate, ServiceClient
 from app.services import clients as service
 from tests.factories import PASSWORD, World, make_person
+from tests.test_sessions import opened  # noqa: F401  (a fixture: whether each request session writes)
 
 TOKEN_URL = "/api/v1/auth/token"
 CLIENTS = "/api/v1/clients"
@@ -372,24 +373,8 @@ def _token_without_scope_claim(db: Session, made: dict[str, Any]) -> dict[str, s
     return {"Authorization": f"Bearer {token.token}"}
 
 
-@pytest.fixture
-def opened(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each request session opened writes (an audited read of personal data must: tests/test_sessions.py)."""
-    import app.deps as deps
-
-    seen: list[bool] = []
-    original = deps.new_session
-
-    def recording(*, write: bool = False) -> Any:
-        seen.append(write)
-        return original(write=write)
-
-    monkeypatch.setattr(deps, "new_session", recording)
-    return seen
-
-
 def test_a_token_without_a_scope_claim_keeps_all_the_clients_permissions(
-    client: TestClient, world: World, db: Session, opened: list[bool]
+    client: TestClient, world: World, db: Session, opened: list[bool]  # noqa: F811  (the fixture)
 ) -> None:
     made = _made(client, world, org=world.t1, permissions=["org_read", "org_write", "people_read", "pii_read"])
     old = _token_without_scope_claim(db, made)
@@ -409,7 +394,7 @@ def test_a_token_without_a_scope_claim_keeps_all_the_clients_permissions(
 
 
 def test_personal_data_follows_the_tokens_scope(client: TestClient, world: World, db: Session,
-                                                opened: list[bool]) -> None:
+                                                opened: list[bool]) -> None:  # noqa: F811  (the fixture)
     person = make_person(db, world.v1, name="钱七", phone="13712345678")
     made = _made(client, world, org=world.t1, permissions=["people_read", "pii_read"])
     narrowed, full = _bearer(client, made, scope="people_read"), _bearer(client, made, scope="people_read pii_read")

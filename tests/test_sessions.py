@@ -54,22 +54,27 @@ def test_reads_of_people_without_pii_read_stay_plain_reads(client: TestClient, w
     assert opened == [False]
 
 
-@pytest.fixture
-def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Where each lookup of the caller ran: in the event loop or in a worker thread."""
+def _where_each_call_runs(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Record, for each call of app.deps.<name>, whether it ran in the event loop or in a worker thread."""
     seen: list[str] = []
-    original = deps._actor_of
+    original = getattr(deps, name)
 
-    def recording(session: Session, token: str | None) -> Any:
+    def recording(*args: Any) -> Any:
         try:
             asyncio.get_running_loop()
             seen.append("event loop")
         except RuntimeError:
             seen.append("worker thread")
-        return original(session, token)
+        return original(*args)
 
-    monkeypatch.setattr(deps, "_actor_of", recording)
+    monkeypatch.setattr(deps, name, recording)
     return seen
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Where each lookup of the caller ran."""
+    return _where_each_call_runs(monkeypatch, "_actor_of")
 
 
 def test_a_read_looks_its_caller_up_in_the_event_loop_on_sqlite_only(
@@ -84,19 +89,7 @@ def test_a_read_looks_its_caller_up_in_the_event_loop_on_sqlite_only(
 @pytest.fixture
 def endpoints(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Where each synchronous endpoint ran, with the commit of its session."""
-    seen: list[str] = []
-    original = deps._call_and_commit
-
-    def recording(endpoint: Any, arguments: dict[str, Any]) -> Any:
-        try:
-            asyncio.get_running_loop()
-            seen.append("event loop")
-        except RuntimeError:
-            seen.append("worker thread")
-        return original(endpoint, arguments)
-
-    monkeypatch.setattr(deps, "_call_and_commit", recording)
-    return seen
+    return _where_each_call_runs(monkeypatch, "_call_and_commit")
 
 
 def test_a_read_runs_its_endpoint_in_the_event_loop_on_sqlite_only(
