@@ -132,21 +132,22 @@ def _finish(session: Session, commit: bool) -> None:
         session.close()
 
 
-def as_async_endpoint(endpoint: Callable[..., Any], *, lists: bool) -> Callable[..., Coroutine[Any, Any, Any]]:
+def as_async_endpoint(endpoint: Callable[..., Any], *, short_read: bool) -> Callable[..., Coroutine[Any, Any, Any]]:
     """A synchronous endpoint as an async one (app.main wraps every synchronous route with it): it runs together
-    with the commit of its request's session, in one worker thread, or in the event loop when that session waits
-    on nothing (`waits_on_nothing`: a read on SQLite) and the endpoint does not answer a list (`lists`).
+    with the commit of its request's session, in one worker thread, or in the event loop when it is a
+    `short_read` (one record by id, or a cached summary; never an audited read, whose audit row takes the
+    write lock) and its session waits on nothing (`waits_on_nothing`: a read on SQLite).
 
     On this kind of machine (two virtual CPUs) a hop to a worker thread and back cost more CPU than a get by id's
     own work: without it a SQLite get by id served about 1.3 times the requests, a cached summary 1.7 times
-    (issue 8). A list page may scan many rows (a deep offset, a city-wide count); in a worker thread SQLite's C
-    code runs beside the event loop's Python, without the interpreter lock, and in the loop a deep page served
-    0.6 times the requests with twice the p99. A summary computed afresh (after a write) holds the loop until
-    it ends."""
+    (issue 8). Anything else may scan many rows (a list page, a deep offset, the audit chain's verification, a
+    compliance report): in a worker thread SQLite's C code runs beside the event loop's Python, without the
+    interpreter lock, and the loop keeps serving; in the loop a deep page served 0.55 times the requests with
+    twice the p99. A summary computed afresh (after a write) still holds the loop until it ends."""
 
     @functools.wraps(endpoint)
     async def run(**arguments: Any) -> Any:
-        if not lists and any(isinstance(value, Session) and waits_on_nothing(value) for value in arguments.values()):
+        if short_read and any(isinstance(value, Session) and waits_on_nothing(value) for value in arguments.values()):
             return _call_and_commit(endpoint, arguments)
         return await run_in_threadpool(_call_and_commit, endpoint, arguments)
 

@@ -6,13 +6,12 @@ import gc
 import inspect
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
-from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Scope
 
@@ -20,10 +19,11 @@ from app import models  # noqa: F401  (every table registered)
 from app.core.config import get_settings
 from app.core.docs import install_docs
 from app.core.errors import PROBLEM_MEDIA_TYPE, Problem, install_error_handlers, problem_responses
+from app.core.history import recorded_info
 from app.core.input_guard import InputGuardMiddleware
 from app.core.observability import ObservabilityMiddleware, configure_logging
 from app.core.openapi import finish_contract
-from app.core.pagination import page_params
+from app.core.report_cache import serves_json_from_cache
 from app.deps import as_async_endpoint
 from app.routers import ROUTERS
 
@@ -116,8 +116,8 @@ def _skip_routers_by_prefix(app: FastAPI) -> None:
 
 def _one_hop_per_endpoint(router: APIRouter) -> None:
     """A synchronous endpoint runs in a worker thread together with the end of its request's transaction (or, for
-    a read on SQLite that is not a list page, both in the event loop: `app.deps.as_async_endpoint`), and its
-    answer is validated in the event loop (CPU work, no I/O).
+    a short read on SQLite, both in the event loop: `app.deps.as_async_endpoint`), and its answer is validated in
+    the event loop (CPU work, no I/O).
 
     FastAPI gave such a request three more hops to a worker thread after its dependencies: the endpoint, the
     validation of its answer and, from `get_session`, the commit. Each hop is a thread handoff both ways
@@ -128,11 +128,14 @@ def _one_hop_per_endpoint(router: APIRouter) -> None:
 
     for route in router.routes:
         if isinstance(route, APIRoute) and not inspect.iscoroutinefunction(route.endpoint):
-            route.endpoint = as_async_endpoint(route.endpoint, lists=_uses(route.dependant, page_params))
+            route.endpoint = as_async_endpoint(route.endpoint, short_read=_short_read(route))
 
 
-def _uses(dependant: Dependant, call: Callable[..., Any]) -> bool:
-    return any(d.call is call or _uses(d, call) for d in dependant.dependencies)
+def _short_read(route: Any) -> bool:
+    """An APIRoute answering one record by id (`@recorded`) or a cached summary (`@serves_json`), and not an
+    audited read."""
+    audited = (route.openapi_extra or {}).get("x-audited-read", False)
+    return (recorded_info(route.endpoint) is not None or serves_json_from_cache(route.endpoint)) and not audited
 
 
 def _digits_only_ids(router: APIRouter) -> None:

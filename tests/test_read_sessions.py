@@ -9,6 +9,7 @@ the real engine and its pool, as the service does."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,3 +100,18 @@ def test_a_session_that_does_not_write_is_read_only(engine: Engine) -> None:
             assert session.info.get(core_db.READ_ONLY, False) is not write
         finally:
             session.close()
+
+
+def test_sqlite_hands_out_a_connection_without_waiting_however_many_are_out(tmp_path: Path) -> None:
+    # A SQLite read takes its connection in the event loop (app.deps): with a bounded pool, the loop would wait
+    # there for a connection held by a request that needs the loop to go on (a streamed export, a queued list).
+    engine = core_db.create_db_engine(f"sqlite:///{tmp_path / 'pool.db'}", pool_size=2)
+    held = []
+    try:
+        for _ in range(12):  # 3 x (pool_size + the old overflow of pool_size)
+            held.append(engine.connect())
+        assert all(conn.exec_driver_sql("SELECT 1").scalar() == 1 for conn in held)
+    finally:
+        for conn in held:
+            conn.close()
+        engine.dispose()

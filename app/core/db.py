@@ -79,7 +79,10 @@ def create_db_engine(url: str, *, pool_size: int | None = None, statement_timeou
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             # Keep as many connections as requests in flight: the default pool of 5 closed every extra one
             # on return, and each new one pays its PRAGMAs (14 % of a get-by-id's CPU under load, issue 8).
-            pool = {"pool_size": size, "max_overflow": size}
+            # No upper limit: a read's caller lookup takes its connection in the event loop (app.deps), which
+            # must never wait for one held by a request that needs the loop to go on (a streamed export, a
+            # list queued for a worker thread). A SQLite connection is a file handle.
+            pool = {"pool_size": size, "max_overflow": -1}
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True,
                                **pool)
         _configure_sqlite(engine)

@@ -296,7 +296,13 @@ def serves_json(endpoint: Callable[P, R]) -> Callable[P, R | Response]:
             entry.json = to_json(value, by_alias=True)
         return Response(entry.json, media_type="application/json")
 
+    serve.__serves_json__ = True  # type: ignore[attr-defined]
     return serve
+
+
+def serves_json_from_cache(endpoint: Any) -> bool:
+    """Whether the route's endpoint is a cached summary (`serves_json`)."""
+    return getattr(endpoint, "__serves_json__", False) is True
 
 
 def _today_utc() -> dt.date:
