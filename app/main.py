@@ -13,6 +13,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from starlette.types import Scope
 
 from app import models  # noqa: F401  (every table registered)
@@ -124,15 +125,13 @@ def _one_hop_per_endpoint(router: APIRouter) -> None:
     (about 10 % of a get by id's time, issue 8). The commit still comes before the answer is sent, and a failed
     commit is still an error response; the session then has no transaction left, so `get_session` only closes
     it."""
-    from fastapi.routing import APIRoute
-
     for route in router.routes:
         if isinstance(route, APIRoute) and not inspect.iscoroutinefunction(route.endpoint):
             route.endpoint = as_async_endpoint(route.endpoint, short_read=_short_read(route))
 
 
-def _short_read(route: Any) -> bool:
-    """An APIRoute answering one record by id (`@recorded`) or a cached summary (`@serves_json`), and not an
+def _short_read(route: APIRoute) -> bool:
+    """A route answering one record by id (`@recorded`) or a cached summary (`@serves_json`), and not an
     audited read."""
     audited = (route.openapi_extra or {}).get("x-audited-read", False)
     return (recorded_info(route.endpoint) is not None or serves_json_from_cache(route.endpoint)) and not audited
