@@ -65,24 +65,13 @@ def _writes(request: Request) -> bool:
         return False
     if Permission.pii_read in permissions_for(str(claims.get("role", ""))):
         return True
-    # A service client acts with the permissions named in its token's scope claim (app.services.clients); a
-    # client token without the claim (issued before tokens carried one) acts with all the client holds, which
-    # this cannot see without the database: it may read personal data.
+    if not str(claims.get("sub", "")).startswith(clients.SUBJECT_PREFIX):
+        return False
+    # A service client acts with the permissions named in its token's scope claim (app.services.clients).
     try:
-        scope = _scope_claim(claims)
-    except TypeError:
+        return Permission.pii_read.value in clients.scope_claim(claims)
+    except ValueError:
         return False  # refused as an invalid token when the actor is resolved
-    if scope is None:
-        return str(claims.get("sub", "")).startswith(clients.SUBJECT_PREFIX)
-    return Permission.pii_read in scope.split(" ")
-
-
-def _scope_claim(claims: dict[str, Any]) -> str | None:
-    """The access token's scope claim: space-separated permission names, or None when the token has none."""
-    scope = claims.get("scope")
-    if scope is not None and not isinstance(scope, str):
-        raise TypeError("the scope claim is not a string")
-    return scope
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -214,7 +203,7 @@ def _actor_of(session: Session, token: str | None) -> Actor:
             # A service client's token: the same Actor, scoped as the client was created, permitted as the
             # token's scope claim names, within what the client holds now.
             client_actor = clients.actor_from_token(session, subject, token_version,
-                                                    scope=_scope_claim(claims))
+                                                    scope=clients.scope_claim(claims))
             if client_actor is None:
                 raise unauthenticated("The token has been revoked.")
             return client_actor

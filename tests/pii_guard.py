@@ -53,13 +53,12 @@ def caller_may_read_pii(request: httpx.Request) -> bool | None:
         claims = decode_token(token.strip(), expected_type="access")
     except TokenError:
         return False  # an unreadable token is checked like the weakest caller's
-    # A service client's permissions are its own, named in its token's scope claim; a client token without the
-    # claim (minted as before tokens carried one) acts with all the client holds, which only the database knows.
     if Permission.pii_read in permissions_for(str(claims.get("role", ""))):
         return True
-    if "scope" not in claims:
-        return str(claims.get("sub", "")).startswith("client:")
-    return Permission.pii_read in str(claims["scope"]).split(" ")
+    # A service client's permissions are its own, named in its token's scope claim (a client token without
+    # one is refused).
+    scope = claims.get("scope")
+    return isinstance(scope, str) and Permission.pii_read.value in scope.split(" ")
 
 
 def check_response(response: httpx.Response) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import quote_plus
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.permissions import CLIENT_DEFAULT, Permission, Role
@@ -20,6 +20,7 @@ from app.core.security import create_token, decode_token, token_digest
 from app.models.accounts import User
 from app.models.audit import AuditLog
 from app.models.clients import ClientCreate, ServiceClient
+from app.models.organizations import Organization
 from app.services import clients as service
 from tests.factories import PASSWORD, World, make_person
 from tests.test_sessions import opened  # noqa: F401  (a fixture: whether each request session writes)
@@ -361,36 +362,44 @@ def test_a_token_acts_only_with_what_the_client_still_holds(client: TestClient, 
     assert _me_permissions(client, _bearer(client, made)) == ["org_read", "people_read"]
 
 
-def _token_without_scope_claim(db: Session, made: dict[str, Any]) -> dict[str, str]:
-    """An access token as issue_token minted them before tokens carried the scope the client asked for."""
+def _client_token(db: Session, made: dict[str, Any], **claims: Any) -> dict[str, str]:
+    """A client access token signed with the service's key, carrying `claims` besides the ones every token has."""
     row = db.get(ServiceClient, made["id"])
     assert row is not None
     principal = db.get(User, row.user_id)
     assert principal is not None
     token = create_token(subject=f"client:{made['client_id']}", token_type="access",
                          lifetime=dt.timedelta(minutes=5),
-                         claims={"ver": principal.token_version, "role": Role.service_client, "org": row.org_id})
+                         claims={"ver": principal.token_version, "role": Role.service_client, "org": row.org_id,
+                                 **claims})
     return {"Authorization": f"Bearer {token.token}"}
 
 
-def test_a_token_without_a_scope_claim_keeps_all_the_clients_permissions(
+def test_a_client_token_without_a_scope_claim_is_refused(
     client: TestClient, world: World, db: Session, opened: list[bool]  # noqa: F811  (the fixture)
 ) -> None:
+    """Every client token the service issues carries its scope; one without (signed with the key, made some
+    other way) acts with nothing, not with all the client holds: 401 on reads, writes and audited reads."""
     made = _made(client, world, org=world.t1, permissions=["org_read", "org_write", "people_read", "pii_read"])
-    old = _token_without_scope_claim(db, made)
-    assert _me_permissions(client, old) == ["org_read", "org_write", "people_read", "pii_read"]
-    r = client.post("/api/v1/organizations", json={"parent_id": world.v1.id, "level": "branch",
-                                                    "domain": "community", "name": "旧令牌建的支部"}, headers=old)
-    assert r.status_code == 201, r.text
-    # Reading personal data with it is unmasked and audited, in a writing session like any audited read.
+    bare = _client_token(db, made)
+    assert _me_permissions(client, _client_token(db, made, scope="org_read")) == ["org_read"]
     person = make_person(db, world.v1, name="赵六", phone="13912345678")
     mark = _last_audit_id(db)
     opened.clear()
-    r = client.get(f"/api/v1/people/{person.id}", headers=old)
-    assert r.status_code == 200 and "13912345678" in r.text, r.text
-    assert opened == [True]
-    row = db.scalar(select(AuditLog).where(AuditLog.id > mark, AuditLog.action == "person.pii_read"))
-    assert row is not None and row.username == made["name"]
+    answers = [
+        client.get("/api/v1/auth/me", headers=bare),
+        client.get(f"/api/v1/organizations/{world.v1.id}", headers=bare),
+        client.post("/api/v1/organizations", json={"parent_id": world.v1.id, "level": "branch",
+                                                   "domain": "community", "name": "无范围令牌的支部"}, headers=bare),
+        client.get(f"/api/v1/people/{person.id}", headers=bare),
+    ]
+    for r in answers:
+        assert r.status_code == 401 and r.json()["code"] == "unauthenticated", r.text
+        assert "13912345678" not in r.text
+    assert opened[-1] is False  # the audited read did not take a writing session for it
+    assert _last_audit_id(db) == mark
+    assert db.scalar(select(func.count()).select_from(Organization).where(
+        Organization.name == "无范围令牌的支部")) == 0
 
 
 def test_personal_data_follows_the_tokens_scope(client: TestClient, world: World, db: Session,
@@ -410,14 +419,7 @@ def test_personal_data_follows_the_tokens_scope(client: TestClient, world: World
 
 
 def test_a_scope_claim_that_is_not_text_is_an_invalid_token(client: TestClient, world: World, db: Session) -> None:
-    made = _made(client, world)
-    row = db.get(ServiceClient, made["id"])
-    principal = db.get(User, row.user_id)  # type: ignore[union-attr]
-    assert row is not None and principal is not None
-    token = create_token(subject=f"client:{made['client_id']}", token_type="access", lifetime=dt.timedelta(minutes=5),
-                         claims={"ver": principal.token_version, "role": Role.service_client, "org": row.org_id,
-                                 "scope": ["org_read"]}).token
-    r = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    r = client.get("/api/v1/auth/me", headers=_client_token(db, _made(client, world), scope=["org_read"]))
     assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
 
 

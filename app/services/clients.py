@@ -84,13 +84,13 @@ def requested_scope(scope: str, held: frozenset[Permission]) -> frozenset[Permis
     return frozenset(Permission(n) for n in names)
 
 
-def _token_permissions(held: frozenset[Permission], scope: str | None) -> frozenset[Permission]:
-    """What a token may do: the permissions in its scope claim that the client still holds; a token issued
-    before tokens carried a scope (no claim) acts with all the client holds."""
-    if scope is None:
-        return held
-    named = set(scope.split(" "))
-    return frozenset(p for p in held if p.value in named)
+def scope_claim(claims: dict[str, Any]) -> frozenset[str]:
+    """The permission names a client's access token grants: its scope claim, which every client token carries
+    (`issue_token`). ValueError when the claim is absent or not text: such a token is not one of ours."""
+    scope = claims.get("scope")
+    if not isinstance(scope, str):
+        raise ValueError("a client token's scope claim is missing or not text")
+    return frozenset(scope.split(" ")) - {""}
 
 
 def public(client: ServiceClient) -> ClientPublic:
@@ -245,15 +245,15 @@ def issue_token(session: Session, client_id: str, client_secret: str, *, scope: 
     return ClientToken(access_token=access.token, expires_in=int(lifetime.total_seconds()), scope=granted_scope)
 
 
-def actor_from_token(session: Session, subject: str, token_version: int, *, scope: str | None) -> Actor | None:
+def actor_from_token(session: Session, subject: str, token_version: int, *, scope: frozenset[str]) -> Actor | None:
     """The Actor of a client's access token, or None when the client is unknown, revoked or rotated since.
 
-    `scope` is the token's scope claim: the Actor holds only those of its permissions the client still holds
-    (None, a token without the claim: all the client holds)."""
+    `scope` is the token's scope claim (`scope_claim`): the Actor holds only those of the named permissions the
+    client still holds."""
     found = _load(session, subject.removeprefix(SUBJECT_PREFIX))
     if found is None:
         return None
     client, principal, path = found
     if not client.is_active or not principal.is_active or principal.token_version != token_version:
         return None
-    return _actor(client, principal, path, _token_permissions(granted(client.permissions), scope))
+    return _actor(client, principal, path, frozenset(p for p in granted(client.permissions) if p.value in scope))
