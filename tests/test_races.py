@@ -31,7 +31,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 
 from app.core.permissions import Role
-from app.models.accounts import User
+from app.models.accounts import RefreshToken, User
 from app.models.audit import AuditLog
 from app.models.evaluations.members import DemocraticEvaluation, DemocraticEvaluationEntry, DisposalCase
 from app.models.organizations import Organization
@@ -113,6 +113,7 @@ def subtree(engine: Engine, world: World) -> Iterator[Subtree]:
         s.execute(delete(StandardItem).where(StandardItem.set_id.in_(set_ids)))  # type: ignore[attr-defined]
         s.execute(delete(StandardSet).where(StandardSet.id.in_(set_ids)))
         s.execute(delete(Person).where(Person.org_id.in_(orgs)))  # type: ignore[attr-defined]
+        s.execute(delete(RefreshToken).where(RefreshToken.user_id.in_(box.user_ids)))  # type: ignore[attr-defined]
         s.execute(delete(User).where(User.id.in_(box.user_ids)))
         for org_id in (*reversed(box.extra_orgs), box.village, box.town, box.root):
             s.execute(delete(Organization).where(Organization.id == org_id))

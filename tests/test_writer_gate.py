@@ -2,20 +2,25 @@
 
 A writer used to wait for SQLite's write lock inside a worker thread while the request holding the lock needed
 one more thread for its next step: with as many writers in flight as threads, nothing moved until the wait
-timed out (30 s). The thread pool therefore had to stay at anyio's 40; with the gate it can be small."""
+timed out (30 s). The thread pool therefore had to stay at anyio's 40; with the gate it can be small.
+Password logins, verified one at a time, wait for their turn in the event loop for the same reason."""
 
 from __future__ import annotations
 
+import threading
 import time
 from functools import partial
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.core.config import get_settings
 from app.core.db import session_scope
+from app.models.accounts import RefreshToken
 from app.models.organizations import Organization
+from tests.factories import PASSWORD
 
 from test_races import Subtree, auth, race, subtree  # noqa: F401  # isort: skip  (the fixture, by name)
 
@@ -57,3 +62,76 @@ def test_the_lifespan_sizes_the_thread_pool_and_freezes_what_start_up_built(
         threads = client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens)
     assert threads == 3
     assert gc.get_freeze_count() > 0
+
+
+# --- password logins queue in the event loop too (app.routers.accounts._login_turn) ------------------------
+
+
+@pytest.fixture
+def slow_verification(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Each password verification takes 0.25 s more (a slow argon2); the event is set once one has begun."""
+    from app.core import security
+
+    verify = security._password_hash.verify
+    begun = threading.Event()
+
+    def slow(password: str, hashed: str) -> bool:
+        begun.set()
+        time.sleep(0.25)
+        return verify(password, hashed)
+
+    monkeypatch.setattr(security._password_hash, "verify", slow)
+    return begun
+
+
+def test_a_burst_of_logins_leaves_the_threads_to_other_requests(
+    subtree: Subtree, monkeypatch: pytest.MonkeyPatch, slow_verification: threading.Event  # noqa: F811
+) -> None:
+    """Six logins at once on a pool of two threads: a list read sent while they queue is answered before the
+    second of them. A login used to wait for the verification before it inside a worker thread, so the burst
+    held every thread and the read waited for most of it (on PostgreSQL, where logins do not queue as SQLite's
+    writers do)."""
+    from app.main import app
+
+    monkeypatch.setattr(get_settings(), "worker_threads", 2)
+    finished: list[str] = []
+    login = {"username": f"race_town_{subtree.root}", "password": PASSWORD}
+    with TestClient(app) as client:
+
+        def log_in() -> Any:
+            answer = client.post("/api/v1/auth/token", data=login)
+            finished.append("login")
+            return answer
+
+        def read() -> Any:
+            slow_verification.wait(10)
+            time.sleep(0.05)  # the other logins have queued by now
+            answer = client.get("/api/v1/organizations", params={"limit": 5}, headers=auth(subtree, "town"))
+            finished.append("read")
+            return answer
+
+        answers = race([log_in] * 6 + [read])
+    assert [a.status_code for a in answers] == [200] * 7, [a.text for a in answers if a.status_code != 200]
+    assert finished.index("read") <= 1, finished
+
+
+def test_a_login_that_waits_too_long_for_its_turn_is_a_503_and_issues_nothing(
+    subtree: Subtree, monkeypatch: pytest.MonkeyPatch, slow_verification: threading.Event  # noqa: F811
+) -> None:
+    from app.main import app
+    from app.routers import accounts
+
+    monkeypatch.setattr(accounts, "WRITER_WAIT_SECONDS", 0.05)
+    user = f"race_village_{subtree.root}"
+    with session_scope(write=False) as s:
+        before = s.scalar(select(func.count()).select_from(RefreshToken))
+    with TestClient(app) as client:
+        answers = race([partial(client.post, "/api/v1/auth/token", data={"username": user, "password": PASSWORD})
+                        for _ in range(2)])
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 503], [a.text for a in answers]
+    busy = next(a for a in answers if a.status_code == 503)
+    assert busy.json()["code"] == "service_unavailable" and busy.headers["Retry-After"] == "5"
+    assert busy.headers["content-type"].startswith("application/problem+json")
+    with session_scope(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(RefreshToken)) == before + 1  # one login's pair only

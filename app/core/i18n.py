@@ -89,7 +89,9 @@ MESSAGES: dict[str, Message] = {
     "precondition_required": Message("缺少前提条件"),
     "too_many_requests": Message("请求过于频繁"),
     "internal_error": Message("服务器内部错误"),
-    "service_unavailable": Message("服务暂不可用"),
+    "service_unavailable": Message("服务暂不可用", {
+        "Too many logins at once; try again shortly.": "同时登录的请求过多，请稍后重试。",
+    }),
     "database_unavailable": Message("服务暂不可用", {
         "The database is not reachable; try again shortly.": "无法连接数据库，请稍后重试。",
         "The database is not reachable.": "无法连接数据库。",

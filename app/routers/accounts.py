@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import weakref
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
-from app.core.errors import invalid, problem_response, problem_responses
+from app.core.db import WRITER_WAIT_SECONDS
+from app.core.errors import ProblemError, invalid, problem_response, problem_responses
 from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.permissions import Role
@@ -121,12 +125,45 @@ def _client_credentials(request: Request, form: TokenRequest) -> tuple[str, str]
     return form.client_id, form.client_secret
 
 
+_LOGIN_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+async def _login_turn(request: Request) -> AsyncIterator[None]:
+    """A password login waits for its turn in the event loop, holding no worker thread, until the login before it
+    has answered.
+
+    Password verification (argon2) runs one at a time per process (`app.core.security`), and it used to be
+    waited for inside a worker thread: a burst of logins (a morning rush, someone guessing passwords) took
+    every thread of the small pool (WORKER_THREADS), each waiting for the one verifying, and every other
+    request that needed a thread stopped until the burst was through. Now at most one thread verifies and the
+    others serve. The client-credentials grant hashes no password and does not queue here."""
+    form = await request.form()  # parsed once: FastAPI read this same form for the route's parameters
+    if form.get("grant_type") == "client_credentials":
+        yield
+        return
+    gate = _LOGIN_GATES.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    try:
+        await asyncio.wait_for(gate.acquire(), WRITER_WAIT_SECONDS)
+    except TimeoutError:
+        raise ProblemError(503, "service_unavailable", "Too many logins at once; try again shortly.",
+                           headers={"Retry-After": "5"}) from None
+    try:
+        yield
+    finally:
+        gate.release()
+
+
+# Before the session: on SQLite a login also queues for the write lock (app.core.db.writer_gate), always after
+# its turn here, so two logins never hold one gate each while waiting for the other's.
+LoginTurn = Annotated[None, Depends(_login_turn, scope="function")]
+
+
 @auth.post(
     "/token", response_model=TokenPair | ClientToken, operation_id="auth_token",
     summary="Get an access token: log in with a password, or as a service client with its credentials",
-    responses=problem_responses(400, 401, 422, 429),
+    responses=problem_responses(400, 401, 422, 429, 503),
 )
-def issue_token(request: Request, form: Annotated[TokenRequest, Form()], session: SessionDep,
+def issue_token(request: Request, form: Annotated[TokenRequest, Form()], _turn: LoginTurn, session: SessionDep,
                 response: Response) -> Any:
     """`grant_type=password` (the default): a user's access and refresh tokens; five failures within the window
     answer 429 until it passes. `grant_type=client_credentials`: a service client's access token (no refresh
@@ -134,7 +171,8 @@ def issue_token(request: Request, form: Annotated[TokenRequest, Form()], session
     default the token carries all the client's permissions; `scope` narrows it to the permissions named there,
     and a name the client does not hold, or that is no permission, answers 400 `invalid_scope` and issues
     nothing. The token acts with its scope within what the client holds at the time of each call. The password
-    grant ignores `scope`."""
+    grant ignores `scope`. Password logins are verified one at a time; one that waits longer than 30 s for its
+    turn answers 503 with Retry-After."""
     response.headers["Cache-Control"] = "no-store"
     if form.grant_type == "client_credentials":
         client_id, client_secret = _client_credentials(request, form)
