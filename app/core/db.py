@@ -18,6 +18,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 
 from app.core.config import get_settings
+from app.core.loops import per_loop
 
 # Must be set before any table class is defined so constraint names are stable
 # across engines and migrations.
@@ -160,7 +161,7 @@ def configure_engine(url: str | None = None) -> Engine:
     return engine
 
 
-_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_writer_gates = per_loop(asyncio.Lock)
 
 
 def writer_gate() -> asyncio.Lock | None:
@@ -173,11 +174,7 @@ def writer_gate() -> asyncio.Lock | None:
     the thread pool at anyio's 40 threads; behind this gate it can be small (WORKER_THREADS, issue 8)."""
     if _holder.writer is None:
         return None
-    loop = asyncio.get_running_loop()
-    gate = _GATES.get(loop)
-    if gate is None:
-        gate = _GATES[loop] = asyncio.Lock()
-    return gate
+    return _writer_gates()
 
 
 def get_engine() -> Engine:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 from app.core.db import WRITER_WAIT_SECONDS
 from app.core.errors import ProblemError, invalid, problem_response, problem_responses
 from app.core.history import recorded
+from app.core.loops import per_loop
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.permissions import Role
 from app.deps import CurrentUser, ItemId, OptionalIdQuery, SessionDep, UsersManage, UsersRead
@@ -125,7 +125,7 @@ def _client_credentials(request: Request, form: TokenRequest) -> tuple[str, str]
     return form.client_id, form.client_secret
 
 
-_LOGIN_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_login_gates = per_loop(asyncio.Lock)
 
 
 async def _login_turn(request: Request) -> AsyncIterator[None]:
@@ -141,7 +141,7 @@ async def _login_turn(request: Request) -> AsyncIterator[None]:
     if form.get("grant_type") == "client_credentials":
         yield
         return
-    gate = _LOGIN_GATES.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    gate = _login_gates()
     try:
         await asyncio.wait_for(gate.acquire(), WRITER_WAIT_SECONDS)
     except TimeoutError:

@@ -1,0 +1,27 @@
+"""Objects that belong to one event loop: the locks and limiters requests queue on in the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def per_loop(make: Callable[[], T]) -> Callable[[], T]:
+    """A getter of one `make()` per running event loop, made on first use.
+
+    An asyncio lock or an anyio limiter serves the loop it was first used in; a process may run several loops
+    one after the other (each test client runs its own), so each gets its own."""
+    made: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+
+    def get() -> T:
+        loop = asyncio.get_running_loop()
+        found = made.get(loop)
+        if found is None:
+            found = made[loop] = make()
+        return found
+
+    return get
