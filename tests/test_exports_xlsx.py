@@ -4,14 +4,20 @@ the same page: same filters, same scope, personal data masked as in JSON."""
 from __future__ import annotations
 
 import io
+import threading
+import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
+from app.core.config import get_settings
 from app.core.pagination import XLSX_MEDIA_TYPE
 from tests.factories import World, id_number, make_org, make_person
+
+from test_races import race  # isort: skip
 
 XLSX = {"Accept": XLSX_MEDIA_TYPE}
 
@@ -84,3 +90,43 @@ def test_lists_document_the_xlsx_answer(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     content = spec["paths"]["/api/v1/organizations"]["get"]["responses"]["200"]["content"]
     assert XLSX_MEDIA_TYPE in content and "text/csv" in content
+
+
+def test_workbooks_being_written_leave_the_threads_to_other_requests(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three .xlsx exports at once on a pool of two threads: a list read sent while they are written is answered
+    before any workbook is done. A workbook used to be written in a thread of the routes' pool, holding it to
+    the end, so two exports held every thread and the read waited for one to finish."""
+    from app.core import pagination
+    from app.main import app
+
+    monkeypatch.setattr(get_settings(), "worker_threads", 2)
+    write, begun, written = pagination._write_xlsx, threading.Event(), []
+
+    def slow_write(*args: Any) -> None:  # a large list: the workbook takes 0.5 s more
+        begun.set()
+        time.sleep(0.5)
+        write(*args)
+        written.append(True)
+
+    monkeypatch.setattr(pagination, "_write_xlsx", slow_write)
+    finished: list[str] = []
+    with TestClient(app) as http:
+
+        def export() -> Any:
+            answer = http.get("/api/v1/organizations", headers={**world.auth("city"), **XLSX})
+            finished.append("export")
+            return answer
+
+        def read() -> Any:
+            begun.wait(10)
+            time.sleep(0.05)  # the other exports have begun or queued by now
+            answer = http.get("/api/v1/organizations", params={"limit": 5}, headers=world.auth("city"))
+            finished.append(f"read after {len(written)} workbooks")
+            return answer
+
+        answers = race([export] * 3 + [read])
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers if a.status_code != 200]
+    assert all(_rows(a.content) for a in answers[:3])
+    assert "read after 0 workbooks" in finished, finished

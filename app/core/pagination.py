@@ -61,6 +61,7 @@ from itertools import islice
 from typing import Annotated, Any, Generic, TypeVar
 
 import anyio
+import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -76,6 +77,7 @@ from app.core import accept
 from app.core.config import get_settings
 from app.core.db import read_snapshot
 from app.core.errors import ProblemError
+from app.core.loops import per_loop
 from app.models.common import Timestamp
 
 T = TypeVar("T")
@@ -581,6 +583,14 @@ def _write_xlsx(chunks: Chunks, fields: Sequence[str], title: str, path: str) ->
     book.save(path)
 
 
+# At most this many .xlsx workbooks of one worker process are written at once, each in a thread of its own
+# outside the pool the routes run in (WORKER_THREADS): a workbook holds its thread from the first row to the
+# saved file (seconds for a large list), and a few exports at once took every thread of the small pool, so
+# every other request that needed one waited for them. Further exports wait in the event loop.
+WORKBOOK_THREADS = 2
+_workbook_threads = per_loop(lambda: anyio.CapacityLimiter(WORKBOOK_THREADS))
+
+
 class ExportResponse(StreamingResponse):
     """A CSV or .xlsx file of the rows `source()` yields in chunks; nothing is read before the response is sent."""
 
@@ -626,7 +636,8 @@ class ExportResponse(StreamingResponse):
         fd, path = tempfile.mkstemp(prefix="export-", suffix=".xlsx")
         os.close(fd)
         try:
-            await run_in_threadpool(_write_xlsx, self._source(), self._fields, self._title, path)
+            await anyio.to_thread.run_sync(_write_xlsx, self._source(), self._fields, self._title, path,
+                                           limiter=_workbook_threads())
             file = FileResponse(path, media_type=XLSX_MEDIA_TYPE, headers={
                 "Content-Disposition": f'attachment; filename="{self._title}.xlsx"', "Vary": "Accept"})
             await file(scope, receive, send)
