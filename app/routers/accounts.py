@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from app.core.db import WRITER_WAIT_SECONDS
-from app.core.errors import ProblemError, invalid, problem_response, problem_responses
+from app.core.errors import PROBLEM_MEDIA_TYPE, ProblemError, invalid, problem_response, problem_responses
 from app.core.history import recorded
 from app.core.loops import per_loop
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
@@ -125,43 +126,66 @@ def _client_credentials(request: Request, form: TokenRequest) -> tuple[str, str]
     return form.client_id, form.client_secret
 
 
-_login_gates = per_loop(asyncio.Lock)
+_password_gates = per_loop(asyncio.Lock)
+TOO_MANY_PASSWORDS = "Too many logins or password changes at once; try again shortly."
 
 
-async def _login_turn(request: Request) -> AsyncIterator[None]:
-    """A password login waits for its turn in the event loop, holding no worker thread, until the login before it
-    has answered.
-
-    Password verification (argon2) runs one at a time per process (`app.core.security`), and it used to be
-    waited for inside a worker thread: a burst of logins (a morning rush, someone guessing passwords) took
-    every thread of the small pool (WORKER_THREADS), each waiting for the one verifying, and every other
-    request that needed a thread stopped until the burst was through. Now at most one thread verifies and the
-    others serve. The client-credentials grant hashes no password and does not queue here."""
-    form = await request.form()  # parsed once: FastAPI read this same form for the route's parameters
-    if form.get("grant_type") == "client_credentials":
-        yield
-        return
-    gate = _login_gates()
+@asynccontextmanager
+async def _password_turn_held() -> AsyncIterator[None]:
+    gate = _password_gates()
     try:
         await asyncio.wait_for(gate.acquire(), WRITER_WAIT_SECONDS)
     except TimeoutError:
-        raise ProblemError(503, "service_unavailable", "Too many logins at once; try again shortly.",
-                           headers={"Retry-After": "5"}) from None
+        raise ProblemError(503, "service_unavailable", TOO_MANY_PASSWORDS, headers={"Retry-After": "5"}) from None
     try:
         yield
     finally:
         gate.release()
 
 
-# Before the session: on SQLite a login also queues for the write lock (app.core.db.writer_gate), always after
-# its turn here, so two logins never hold one gate each while waiting for the other's.
+async def _password_turn() -> AsyncIterator[None]:
+    """A request that hashes or verifies a password waits for its turn in the event loop, holding no worker
+    thread, until the one before it has answered.
+
+    Argon2 runs one at a time per process (`app.core.security`), and it used to be waited for inside a worker
+    thread: a burst of logins (a morning rush, someone guessing passwords) took every thread of the small pool
+    (WORKER_THREADS), each waiting for the one hashing, and every other request that needed a thread stopped
+    until the burst was through. Now at most one thread hashes and the others serve."""
+    async with _password_turn_held():
+        yield
+
+
+async def _login_turn(request: Request) -> AsyncIterator[None]:
+    """The token endpoint's `_password_turn`, taken only by a password login: the client-credentials grant
+    compares a digest, and a request without a username and password is refused before any hashing."""
+    form = await request.form()  # parsed once: FastAPI read this same form for the route's parameters
+    if form.get("grant_type") not in (None, "", "password") or not form.get("username") or not form.get("password"):
+        yield
+        return
+    async with _password_turn_held():
+        yield
+
+
+# Declared before the session: on SQLite such a request also queues for the write lock
+# (app.core.db.writer_gate), always after its turn here, so two requests never hold one gate each while
+# waiting for the other's.
 LoginTurn = Annotated[None, Depends(_login_turn, scope="function")]
+PasswordTurn = Annotated[None, Depends(_password_turn, scope="function")]
+
+
+def _password_busy(path: str) -> dict[int | str, dict[str, Any]]:
+    """The 503 of a route that takes a `PasswordTurn` or `LoginTurn`, with its own example."""
+    return {503: {**problem_responses(503)[503], "content": {PROBLEM_MEDIA_TYPE: {
+        "schema": {"$ref": "#/components/schemas/Problem"},
+        "example": {"type": "https://partyrecords.example.gov.cn/problems/service-unavailable",
+                    "title": "Service unavailable", "status": 503, "detail": TOO_MANY_PASSWORDS,
+                    "code": "service_unavailable", "instance": path}}}}}
 
 
 @auth.post(
     "/token", response_model=TokenPair | ClientToken, operation_id="auth_token",
     summary="Get an access token: log in with a password, or as a service client with its credentials",
-    responses=problem_responses(400, 401, 422, 429, 503),
+    responses={**problem_responses(400, 401, 422, 429), **_password_busy("/api/v1/auth/token")},
 )
 def issue_token(request: Request, form: Annotated[TokenRequest, Form()], _turn: LoginTurn, session: SessionDep,
                 response: Response) -> Any:
@@ -171,7 +195,7 @@ def issue_token(request: Request, form: Annotated[TokenRequest, Form()], _turn: 
     default the token carries all the client's permissions; `scope` narrows it to the permissions named there,
     and a name the client does not hold, or that is no permission, answers 400 `invalid_scope` and issues
     nothing. The token acts with its scope within what the client holds at the time of each call. The password
-    grant ignores `scope`. Password logins are verified one at a time; one that waits longer than 30 s for its
+    grant ignores `scope`. Passwords are verified one at a time; a login that waits longer than 30 s for its
     turn answers 503 with Retry-After."""
     response.headers["Cache-Control"] = "no-store"
     if form.grant_type == "client_credentials":
@@ -223,9 +247,10 @@ def logout(body: RefreshRequest, session: SessionDep, actor: CurrentUser) -> Res
 @auth.post(
     "/password", response_model=TokenPair, operation_id="auth_change_password",
     summary="Change your own password (every session of yours ends; a fresh token pair is returned)",
-    responses=problem_responses(401, 403, 422, 429),
+    responses={**problem_responses(401, 403, 422, 429), **_password_busy("/api/v1/auth/password")},
 )
-def change_password(request: Request, body: PasswordChange, session: SessionDep, actor: CurrentUser,
+def change_password(request: Request, body: PasswordChange, _turn: PasswordTurn, session: SessionDep,
+                    actor: CurrentUser,
                     response: Response) -> Any:
     """Any user, at any level. A wrong current password is a 403 `wrong_password` and counts as a failed login of
     the account (five within the window answer 429), so a stolen access token cannot be used to guess it."""
@@ -275,9 +300,10 @@ def get_user(user_id: ItemId, session: SessionDep, actor: UsersRead) -> Any:
 
 @users.post(
     "", response_model=UserPublic, status_code=201, operation_id="users_create", summary="Create a user account",
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses={**problem_responses(401, 403, 404, 409, 422), **_password_busy("/api/v1/users")},
 )
-def create_user(body: UserCreate, session: SessionDep, actor: UsersManage, response: Response) -> Any:
+def create_user(body: UserCreate, _turn: PasswordTurn, session: SessionDep, actor: UsersManage,
+                response: Response) -> Any:
     """Creates a login for an organisation in the caller's scope with a role at or below the caller's own. The username
     must be unused (409 duplicate_username). The account is audited; answers 201 with Location."""
     user = service.create_user(session, actor, body)
@@ -288,9 +314,10 @@ def create_user(body: UserCreate, session: SessionDep, actor: UsersManage, respo
 @users.patch(
     "/{user_id}", response_model=UserPublic, operation_id="users_update",
     summary="Edit a user account (password, role or deactivation revokes their tokens)",
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses={**problem_responses(401, 403, 404, 409, 422), **_password_busy("/api/v1/users/1")},
 )
-def update_user(user_id: ItemId, body: UserUpdate, session: SessionDep, actor: UsersManage) -> Any:
+def update_user(user_id: ItemId, body: UserUpdate, _turn: PasswordTurn, session: SessionDep,
+                actor: UsersManage) -> Any:
     """Edits a user in scope: full name, password, role or active flag. A new password, a new role or deactivation
     revokes every token the user holds, so they must log in again. Nobody can change their own role or disable their
     own account (409 own_account)."""
