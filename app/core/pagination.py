@@ -70,7 +70,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.types import DateTime, TypeDecorator
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from app.core import accept
@@ -583,12 +582,18 @@ def _write_xlsx(chunks: Chunks, fields: Sequence[str], title: str, path: str) ->
     book.save(path)
 
 
-# At most this many .xlsx workbooks of one worker process are written at once, each in a thread of its own
-# outside the pool the routes run in (WORKER_THREADS): a workbook holds its thread from the first row to the
-# saved file (seconds for a large list), and a few exports at once took every thread of the small pool, so
-# every other request that needed one waited for them. Further exports wait in the event loop.
-WORKBOOK_THREADS = 2
-_workbook_threads = per_loop(lambda: anyio.CapacityLimiter(WORKBOOK_THREADS))
+# Exports run their database and file work in threads outside the pool the routes run in (WORKER_THREADS), at
+# most this many at once per worker process; further steps wait in the event loop. A workbook holds its thread
+# from the first row to the saved file (seconds for a large list), and a CSV step that writes an audit row (an
+# unmasked export) may wait for SQLite's write lock inside its thread: in the routes' pool a few exports took
+# every thread, so every other request that needed one waited for them, among them the writer holding that
+# lock (a wedge until the lock's 30 s timeout).
+EXPORT_THREADS = 2
+_export_threads = per_loop(lambda: anyio.CapacityLimiter(EXPORT_THREADS))
+
+
+async def _in_export_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await anyio.to_thread.run_sync(fn, *args, limiter=_export_threads())
 
 
 class ExportResponse(StreamingResponse):
@@ -606,11 +611,11 @@ class ExportResponse(StreamingResponse):
     async def _csv_chunks(self) -> AsyncGenerator[bytes, None]:
         body = _csv_body(self._source(), self._fields)
         try:
-            while (piece := await run_in_threadpool(next, body, None)) is not None:
+            while (piece := await _in_export_thread(next, body, None)) is not None:
                 yield piece
         finally:
             with anyio.CancelScope(shield=True):  # a client that went away still gets its session closed
-                await run_in_threadpool(body.close)
+                await _in_export_thread(body.close)
 
     async def stream_response(self, send: Send) -> None:
         chunks = self._csv_chunks_iter
@@ -636,8 +641,7 @@ class ExportResponse(StreamingResponse):
         fd, path = tempfile.mkstemp(prefix="export-", suffix=".xlsx")
         os.close(fd)
         try:
-            await anyio.to_thread.run_sync(_write_xlsx, self._source(), self._fields, self._title, path,
-                                           limiter=_workbook_threads())
+            await _in_export_thread(_write_xlsx, self._source(), self._fields, self._title, path)
             file = FileResponse(path, media_type=XLSX_MEDIA_TYPE, headers={
                 "Content-Disposition": f'attachment; filename="{self._title}.xlsx"', "Vary": "Accept"})
             await file(scope, receive, send)
