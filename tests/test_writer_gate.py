@@ -143,14 +143,16 @@ def test_a_login_that_waits_too_long_for_its_turn_is_a_503_and_issues_nothing(
 def test_what_hashes_a_password_takes_the_turn_and_nothing_else_does(
     subtree: Subtree, monkeypatch: pytest.MonkeyPatch, slow_verification: threading.Event  # noqa: F811
 ) -> None:
-    """While a login verifies (0.25 s), a user creation (it hashes the new password) waits for its turn and, with
-    the wait cut to 0.05 s, answers 503; a token request without a password and a client-credentials request
-    hash nothing, take no turn and get their own answers."""
+    """While a login verifies (0.25 s), a user creation and a user edit that sets a password (both hash one) wait
+    for their turn and, with the wait cut to 0.05 s, answer 503; a token request without a password, a
+    client-credentials request, an edit of a name and a body that is not JSON hash nothing, take no turn and
+    get their own answers."""
     from app.main import app
     from app.routers import accounts
 
     monkeypatch.setattr(accounts, "WRITER_WAIT_SECONDS", 0.05)
     user = f"race_village_{subtree.root}"
+    edited = f"/api/v1/users/{subtree.user_ids[2]}"  # the village's administrator, in the town's scope
 
     def once_a_login_verifies(call: Any) -> Any:
         slow_verification.wait(10)
@@ -167,9 +169,15 @@ def test_what_hashes_a_password_takes_the_turn_and_nothing_else_does(
             partial(once_a_login_verifies, partial(token, data={"username": user})),
             partial(once_a_login_verifies, partial(token, data={"grant_type": "client_credentials",
                                                                 "client_id": "nobody", "client_secret": "x"})),
+            partial(once_a_login_verifies, partial(client.patch, edited, headers=auth(subtree, "town"),
+                                                   json={"password": "another-long-password"})),
+            partial(once_a_login_verifies, partial(client.patch, edited, headers=auth(subtree, "town"),
+                                                   json={"full_name": "改名不等待"})),
+            partial(once_a_login_verifies, partial(client.patch, edited, headers={
+                **auth(subtree, "town"), "Content-Type": "application/json"}, content=b"{not json")),
         ])
     with session_scope() as s:  # made only if it did not wait for its turn; removed so the fixture can clean up
         made = s.execute(delete(User).where(User.username == f"turn_{subtree.root}")).rowcount  # type: ignore[attr-defined]
-    assert [a.status_code for a in answers] == [200, 503, 422, 401], [a.text for a in answers]
+    assert [a.status_code for a in answers] == [200, 503, 422, 401, 503, 200, 422], [a.text for a in answers]
     assert answers[1].json()["code"] == "service_unavailable"
     assert made == 0

@@ -166,15 +166,27 @@ async def _login_turn(request: Request) -> AsyncIterator[None]:
         yield
 
 
+async def _new_password_turn(request: Request) -> AsyncIterator[None]:
+    """A user edit's `_password_turn`, taken only when the edit sets a password: an edit of a name, a role or
+    the active flag hashes nothing and does not wait behind logins."""
+    body = await request.json()  # parsed before: FastAPI read this same body for the route's model
+    if not isinstance(body, dict) or body.get("password") is None:
+        yield
+        return
+    async with _password_turn_held():
+        yield
+
+
 # Declared before the session: on SQLite such a request also queues for the write lock
 # (app.core.db.writer_gate), always after its turn here, so two requests never hold one gate each while
 # waiting for the other's.
 LoginTurn = Annotated[None, Depends(_login_turn, scope="function")]
 PasswordTurn = Annotated[None, Depends(_password_turn, scope="function")]
+NewPasswordTurn = Annotated[None, Depends(_new_password_turn, scope="function")]
 
 
 def _password_busy(path: str) -> dict[int | str, dict[str, Any]]:
-    """The 503 of a route that takes a `PasswordTurn` or `LoginTurn`, with its own example."""
+    """The 503 of a route that takes a password turn, with its own example."""
     return {503: {**problem_responses(503)[503], "content": {PROBLEM_MEDIA_TYPE: {
         "schema": {"$ref": "#/components/schemas/Problem"},
         "example": {"type": "https://partyrecords.example.gov.cn/problems/service-unavailable",
@@ -316,7 +328,7 @@ def create_user(body: UserCreate, _turn: PasswordTurn, session: SessionDep, acto
     summary="Edit a user account (password, role or deactivation revokes their tokens)",
     responses={**problem_responses(401, 403, 404, 409, 422), **_password_busy("/api/v1/users/1")},
 )
-def update_user(user_id: ItemId, body: UserUpdate, _turn: PasswordTurn, session: SessionDep,
+def update_user(user_id: ItemId, body: UserUpdate, _turn: NewPasswordTurn, session: SessionDep,
                 actor: UsersManage) -> Any:
     """Edits a user in scope: full name, password, role or active flag. A new password, a new role or deactivation
     revokes every token the user holds, so they must log in again. Nobody can change their own role or disable their
