@@ -181,3 +181,19 @@ def test_what_hashes_a_password_takes_the_turn_and_nothing_else_does(
     assert [a.status_code for a in answers] == [200, 503, 422, 401, 503, 200, 422], [a.text for a in answers]
     assert answers[1].json()["code"] == "service_unavailable"
     assert made == 0
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json", None])
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[" * 100_000, b"null", b'{"password": 1'])
+def test_a_user_edit_that_is_not_json_is_a_422_whatever_it_claims_to_be(
+    subtree: Subtree, content_type: str | None, body: bytes  # noqa: F811
+) -> None:
+    """The edit's password turn reads the body to see whether it sets a password; what is not JSON (or not an
+    object) sets none, and the route refuses it as it did before."""
+    from app.main import app
+
+    headers = auth(subtree, "town", **({"Content-Type": content_type} if content_type else {}))
+    with TestClient(app) as client:
+        r = client.patch(f"/api/v1/users/{subtree.user_ids[2]}", content=body, headers=headers)
+    assert r.status_code in (400, 422), r.text
+    assert r.headers["content-type"].startswith("application/problem+json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -169,7 +170,10 @@ async def _login_turn(request: Request) -> AsyncIterator[None]:
 async def _new_password_turn(request: Request) -> AsyncIterator[None]:
     """A user edit's `_password_turn`, taken only when the edit sets a password: an edit of a name, a role or
     the active flag hashes nothing and does not wait behind logins."""
-    body = await request.json()  # parsed before: FastAPI read this same body for the route's model
+    try:
+        body = json.loads(await request.body())  # the bytes FastAPI read for the route's model
+    except (ValueError, RecursionError):
+        body = None  # not JSON (whatever its Content-Type): the route refuses it, hashing nothing
     if not isinstance(body, dict) or body.get("password") is None:
         yield
         return
