@@ -21,6 +21,9 @@ def per_loop(make: Callable[[], T]) -> Callable[[], T]:
         loop = asyncio.get_running_loop()
         found = made.get(loop)
         if found is None:
+            # A lock that was waited on refers to its loop, which then stays a key: drop the closed ones.
+            for closed in [other for other in made if other.is_closed()]:
+                del made[closed]
             found = made[loop] = make()
         return found
 
