@@ -7,6 +7,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -93,52 +94,62 @@ def test_lists_document_the_xlsx_answer(client: TestClient) -> None:
     assert XLSX_MEDIA_TYPE in content and "text/csv" in content
 
 
-@pytest.mark.parametrize("media_type", [XLSX_MEDIA_TYPE, "text/csv"])
+@pytest.mark.parametrize(("held", "probe"), [
+    ([XLSX_MEDIA_TYPE] * 3, None), (["text/csv"] * 3, None), ([XLSX_MEDIA_TYPE] * 2, "text/csv"),
+], ids=["workbooks, a read", "csv exports, a read", "workbooks, a csv export"])
 def test_exports_being_written_leave_the_threads_to_other_requests(
-    world: World, monkeypatch: pytest.MonkeyPatch, media_type: str
+    world: World, monkeypatch: pytest.MonkeyPatch, held: list[str], probe: str | None
 ) -> None:
-    """Three exports at once on a pool of two threads: a list read sent while they are written is answered before
-    any export's slow step is done. An export's steps used to run in threads of the routes' pool, a workbook holding its
-    thread to the end, so two exports held every thread and the read waited for one to finish (and a CSV step
-    waiting for SQLite's write lock could hold a thread the lock's holder needed)."""
+    """Exports whose first step in a thread is held (a large list) on a pool of two threads: a list read, or a
+    CSV export beside two workbooks, sent while they are held, is answered before any of them goes on.
+
+    An export's steps used to run in threads of the routes' pool, a workbook holding its thread to the end, so
+    two exports held every thread and the read waited for them (and a CSV step waiting for SQLite's write lock
+    could hold a thread the lock's holder needed); a CSV export's steps queued behind two workbooks."""
     from app.core import pagination
     from app.main import app
 
     monkeypatch.setattr(get_settings(), "worker_threads", 2)
-    begun, slow_steps_done = threading.Event(), []
+    begun, release, let_go = threading.Event(), threading.Event(), []
     write_xlsx, csv_body = pagination._write_xlsx, pagination._csv_body
 
-    def slow_step() -> None:  # a large list: its first step in a thread takes 0.5 s more
+    def held_step() -> None:
         begun.set()
-        time.sleep(0.5)
-        slow_steps_done.append(True)
+        release.wait(10)
+        let_go.append(True)
 
-    def slow_xlsx(*args: Any) -> None:
-        slow_step()
+    def held_xlsx(*args: Any) -> None:
+        held_step()
         write_xlsx(*args)
 
-    def slow_csv(*args: Any) -> Iterator[bytes]:
-        slow_step()
+    def held_csv(*args: Any) -> Iterator[bytes]:
+        held_step()
         yield from csv_body(*args)
 
-    monkeypatch.setattr(pagination, "_write_xlsx", slow_xlsx)
-    monkeypatch.setattr(pagination, "_csv_body", slow_csv)
+    monkeypatch.setattr(pagination, "_write_xlsx", held_xlsx)
+    if probe is None:
+        monkeypatch.setattr(pagination, "_csv_body", held_csv)
+    city = world.auth("city")
     finished: list[str] = []
     with TestClient(app) as http:
 
-        def export() -> Any:
-            answer = http.get("/api/v1/organizations", headers={**world.auth("city"), "Accept": media_type})
+        def export(media_type: str) -> Any:
+            answer = http.get("/api/v1/organizations", headers={**city, "Accept": media_type})
             finished.append("export")
             return answer
 
-        def read() -> Any:
+        def probing() -> Any:
             begun.wait(10)
             time.sleep(0.05)  # the other exports have begun or queued by now
-            answer = http.get("/api/v1/organizations", params={"limit": 5}, headers=world.auth("city"))
-            finished.append(f"read after {len(slow_steps_done)} slow steps")
-            return answer
+            try:
+                return http.get("/api/v1/organizations", params={"limit": 5},
+                                headers={**city, "Accept": probe or "application/json"})
+            finally:
+                finished.append(f"probe answered after {len(let_go)} held steps went on")
+                release.set()
 
-        answers = race([export] * 3 + [read])
-    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers if a.status_code != 200]
-    assert all(a.headers["content-type"].startswith(media_type) and len(a.content) > 100 for a in answers[:3])
-    assert "read after 0 slow steps" in finished, finished
+        answers = race([partial(export, media) for media in held] + [probing])
+    assert [a.status_code for a in answers] == [200] * len(answers), [a.text for a in answers]
+    for answer, media_type in zip(answers[:-1], held, strict=True):
+        assert answer.headers["content-type"].startswith(media_type) and len(answer.content) > 100
+    assert finished[0] == "probe answered after 0 held steps went on", finished

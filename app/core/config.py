@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     # 4 instead of 8 (2 CPUs, A/B): PostgreSQL get by id x1.07-1.14 and a create's p99 1.6 x p50 instead of
     # 3.5-3.9 x, SQLite township page x1.18, the rest unchanged (issue 8). What waits does so in the event loop,
     # not in a thread (SQLite writers, password hashing), so a small pool does not wedge; exports run outside it
-    # (app.core.pagination.EXPORT_THREADS). Each long request (a report computed afresh
+    # (app.core.pagination.EXPORT_THREADS, WORKBOOK_THREADS). Each long request (a report computed afresh
     # on PostgreSQL) holds one thread while it runs: run more workers (processes) rather than more threads.
     # Keep db_pool_size at least this large.
     worker_threads: int = Field(default=4, ge=1, le=200)

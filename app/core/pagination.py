@@ -582,18 +582,16 @@ def _write_xlsx(chunks: Chunks, fields: Sequence[str], title: str, path: str) ->
     book.save(path)
 
 
-# Exports run their database and file work in threads outside the pool the routes run in (WORKER_THREADS), at
-# most this many at once per worker process; further steps wait in the event loop. A workbook holds its thread
-# from the first row to the saved file (seconds for a large list), and a CSV step that writes an audit row (an
-# unmasked export) may wait for SQLite's write lock inside its thread: in the routes' pool a few exports took
-# every thread, so every other request that needed one waited for them, among them the writer holding that
-# lock (a wedge until the lock's 30 s timeout).
-EXPORT_THREADS = 2
-_export_threads = per_loop(lambda: anyio.CapacityLimiter(EXPORT_THREADS))
-
-
-async def _in_export_thread(fn: Callable[..., T], *args: Any) -> T:
-    return await anyio.to_thread.run_sync(fn, *args, limiter=_export_threads())
+# Exports run their database and file work in threads outside the pool the routes run in (WORKER_THREADS);
+# further steps wait in the event loop. A workbook holds its thread from the first row to the saved file
+# (seconds for a large list), and a CSV step that writes an audit row (an unmasked export) may wait for
+# SQLite's write lock inside its thread: in the routes' pool a few exports took every thread, so every other
+# request that needed one waited for them, among them the writer holding that lock (a wedge until the lock's
+# 30 s timeout). Workbooks have threads of their own, so a CSV export's short steps never queue behind one.
+EXPORT_THREADS = 2  # CSV steps at once per worker process
+WORKBOOK_THREADS = 1  # .xlsx workbooks written at once per worker process
+_csv_threads = per_loop(lambda: anyio.CapacityLimiter(EXPORT_THREADS))
+_workbook_threads = per_loop(lambda: anyio.CapacityLimiter(WORKBOOK_THREADS))
 
 
 class ExportResponse(StreamingResponse):
@@ -611,11 +609,11 @@ class ExportResponse(StreamingResponse):
     async def _csv_chunks(self) -> AsyncGenerator[bytes, None]:
         body = _csv_body(self._source(), self._fields)
         try:
-            while (piece := await _in_export_thread(next, body, None)) is not None:
+            while (piece := await anyio.to_thread.run_sync(next, body, None, limiter=_csv_threads())) is not None:
                 yield piece
         finally:
             with anyio.CancelScope(shield=True):  # a client that went away still gets its session closed
-                await _in_export_thread(body.close)
+                await anyio.to_thread.run_sync(body.close, limiter=_csv_threads())
 
     async def stream_response(self, send: Send) -> None:
         chunks = self._csv_chunks_iter
@@ -641,7 +639,8 @@ class ExportResponse(StreamingResponse):
         fd, path = tempfile.mkstemp(prefix="export-", suffix=".xlsx")
         os.close(fd)
         try:
-            await _in_export_thread(_write_xlsx, self._source(), self._fields, self._title, path)
+            await anyio.to_thread.run_sync(_write_xlsx, self._source(), self._fields, self._title, path,
+                                           limiter=_workbook_threads())
             file = FileResponse(path, media_type=XLSX_MEDIA_TYPE, headers={
                 "Content-Disposition": f'attachment; filename="{self._title}.xlsx"', "Vary": "Accept"})
             await file(scope, receive, send)
