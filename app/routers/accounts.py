@@ -266,10 +266,11 @@ def logout(body: RefreshRequest, session: SessionDep, actor: CurrentUser) -> Res
     responses={**problem_responses(401, 403, 422, 429), **_password_busy("/api/v1/auth/password")},
 )
 def change_password(request: Request, body: PasswordChange, _turn: PasswordTurn, session: SessionDep,
-                    actor: CurrentUser,
-                    response: Response) -> Any:
+                    actor: CurrentUser, response: Response) -> Any:
     """Any user, at any level. A wrong current password is a 403 `wrong_password` and counts as a failed login of
-    the account (five within the window answer 429), so a stolen access token cannot be used to guess it."""
+    the account (five within the window answer 429), so a stolen access token cannot be used to guess it.
+    Passwords are hashed one at a time; a request that waits longer than 30 s for its turn answers 503 with
+    Retry-After."""
     response.headers["Cache-Control"] = "no-store"
     try:
         return service.change_own_password(session, actor, body.current_password, body.new_password)
@@ -321,7 +322,8 @@ def get_user(user_id: ItemId, session: SessionDep, actor: UsersRead) -> Any:
 def create_user(body: UserCreate, _turn: PasswordTurn, session: SessionDep, actor: UsersManage,
                 response: Response) -> Any:
     """Creates a login for an organisation in the caller's scope with a role at or below the caller's own. The username
-    must be unused (409 duplicate_username). The account is audited; answers 201 with Location."""
+    must be unused (409 duplicate_username). The account is audited; answers 201 with Location. Passwords are
+    hashed one at a time; a request that waits longer than 30 s for its turn answers 503 with Retry-After."""
     user = service.create_user(session, actor, body)
     response.headers["Location"] = f"{users.prefix}/{user.id}"
     return user
@@ -336,5 +338,6 @@ def update_user(user_id: ItemId, body: UserUpdate, _turn: NewPasswordTurn, sessi
                 actor: UsersManage) -> Any:
     """Edits a user in scope: full name, password, role or active flag. A new password, a new role or deactivation
     revokes every token the user holds, so they must log in again. Nobody can change their own role or disable their
-    own account (409 own_account)."""
+    own account (409 own_account). An edit that sets a password waits for its turn to hash it (503 with Retry-After
+    after 30 s)."""
     return service.update_user(session, actor, service.get_user(session, actor, user_id), body)
