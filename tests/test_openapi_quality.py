@@ -146,3 +146,20 @@ def test_schema_names_read_well_in_generated_code(doc: dict[str, Any]) -> None:
     assert "PersonPage" in names and "OrganizationPage" in names
     ops = [op["operationId"] for _, op in _operations(doc)]
     assert all(re.fullmatch(r"[a-z]+(_[a-z0-9]+)+", o) for o in ops)
+
+
+def test_the_login_throttles_429_is_documented_as_the_service_sends_it(doc: dict[str, Any], client: Any) -> None:
+    """The contract's example of the token route's 429 carries the code and detail of a real one (it said
+    `too_many_requests`, a code the service never sends)."""
+    example = doc["paths"]["/api/v1/auth/token"]["post"]["responses"]["429"]["content"][PROBLEM]["example"]
+    answers = [client.post("/api/v1/auth/token", data={"username": "nobody-throttled", "password": "wrong-guess"})
+               for _ in range(6)]
+    throttled = answers[-1]
+    assert throttled.status_code == 429, [a.status_code for a in answers]
+    assert {k: throttled.json()[k] for k in ("type", "title", "code", "detail")} == {
+        k: example[k] for k in ("type", "title", "code", "detail")}
+
+
+def test_the_readiness_503_is_documented_with_the_database_code(doc: dict[str, Any]) -> None:
+    example = doc["paths"]["/readyz"]["get"]["responses"]["503"]["content"][PROBLEM]["example"]
+    assert example["code"] == "database_unavailable"  # what /readyz and every database outage answer

@@ -250,6 +250,7 @@ def _number(node: dict[str, Any], name: str, hint: Any, *, integer: bool) -> Any
 def problem_example(status: int, path: str) -> dict[str, Any]:
     """What a problem answer of this status looks like (code and title as the service sends them in English)."""
     code, title = _TITLES.get(status, ("error", "Error"))
+    code = _EXAMPLE_CODES.get(status, code)
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code.replace("_", "-"), "title": title, "status": status,
         "detail": _PROBLEM_DETAILS.get(status, title), "code": code, "instance": re.sub(r"\{[^}]+\}", "1", path),
@@ -259,6 +260,11 @@ def problem_example(status: int, path: str) -> dict[str, Any]:
     return body
 
 
+# The code the service sends with these statuses where it differs from the status's generic one: the only 429s
+# are the login throttle's, the documented 503s are the database's (a route with another 503 gives its own
+# example, as the password turn does).
+_EXAMPLE_CODES = {429: "too_many_login_failures", 503: "database_unavailable"}
+
 _PROBLEM_DETAILS = {
     401: "Missing, expired or revoked access token.",
     403: "Your role does not grant this permission.",
@@ -267,7 +273,7 @@ _PROBLEM_DETAILS = {
     412: "The record changed since you read it: fetch it again and retry with the new ETag.",
     422: "body.name: Field required",
     428: "This change needs an If-Match header with the ETag you read.",
-    429: "Too many attempts; try again later.",
+    429: "Too many failed logins for this username; wait before trying again.",
     503: "The database is not reachable; try again shortly.",
 }
 
