@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.core.db import WRITER_WAIT_SECONDS, new_session, waits_on_nothing, writer_gate
 from app.core.errors import ProblemError
+from app.core.loops import turn
 from app.core.observability import PRINCIPAL_SCOPE_KEY
 from app.core.permissions import Permission, Role, permissions_for
 from app.core.scope import Actor
@@ -81,24 +81,19 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     thread; only the commit or rollback, when a transaction was begun, runs in one (issue 8: every hop cost
     about 5 % of a get-by-id's CPU). The blocking session is used in worker threads only."""
     write = _writes(request)
-    gate = writer_gate() if write else None
-    if gate is not None:
-        try:
-            await asyncio.wait_for(gate.acquire(), WRITER_WAIT_SECONDS)
-        except TimeoutError:
-            raise ProblemError(503, "database_unavailable", "The database is busy with other changes; try again "
-                               "shortly.", headers={"Retry-After": "5"}) from None
-    session = new_session(write=write)
-    try:
+    async with turn(writer_gate() if write else None, within=WRITER_WAIT_SECONDS, busy=_database_busy):
+        session = new_session(write=write)
         try:
             yield session
         except BaseException:
             await _end(session, commit=False)
             raise
         await _end(session, commit=True)
-    finally:
-        if gate is not None:
-            gate.release()
+
+
+def _database_busy() -> ProblemError:
+    return ProblemError(503, "database_unavailable", "The database is busy with other changes; try again shortly.",
+                        headers={"Retry-After": "5"})
 
 
 async def _end(session: Session, *, commit: bool) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -28,3 +29,20 @@ def per_loop(make: Callable[[], T]) -> Callable[[], T]:
         return found
 
     return get
+
+
+@asynccontextmanager
+async def turn(gate: asyncio.Lock | None, *, within: float, busy: Callable[[], BaseException]) -> AsyncIterator[None]:
+    """Hold `gate` for the block, waiting for it in the event loop (holding no worker thread) at most `within`
+    seconds; after that `busy()` is raised and the block does not run. None: nothing to wait for."""
+    if gate is None:
+        yield
+        return
+    try:
+        await asyncio.wait_for(gate.acquire(), within)
+    except TimeoutError:
+        raise busy() from None
+    try:
+        yield
+    finally:
+        gate.release()

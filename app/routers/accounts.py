@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from app.core.db import WRITER_WAIT_SECONDS
-from app.core.errors import PROBLEM_MEDIA_TYPE, ProblemError, invalid, problem_response, problem_responses
+from app.core.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, ProblemError, invalid, problem_response, problem_responses
 from app.core.history import recorded
-from app.core.loops import per_loop
+from app.core.loops import per_loop, turn
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.permissions import Role
 from app.deps import CurrentUser, ItemId, OptionalIdQuery, SessionDep, UsersManage, UsersRead
@@ -131,17 +131,12 @@ _password_gates = per_loop(asyncio.Lock)
 TOO_MANY_PASSWORDS = "Too many logins or password changes at once; try again shortly."
 
 
-@asynccontextmanager
-async def _password_turn_held() -> AsyncIterator[None]:
-    gate = _password_gates()
-    try:
-        await asyncio.wait_for(gate.acquire(), WRITER_WAIT_SECONDS)
-    except TimeoutError:
-        raise ProblemError(503, "service_unavailable", TOO_MANY_PASSWORDS, headers={"Retry-After": "5"}) from None
-    try:
-        yield
-    finally:
-        gate.release()
+def _too_many_passwords() -> ProblemError:
+    return ProblemError(503, "service_unavailable", TOO_MANY_PASSWORDS, headers={"Retry-After": "5"})
+
+
+def _password_turn_held() -> AbstractAsyncContextManager[None]:
+    return turn(_password_gates(), within=WRITER_WAIT_SECONDS, busy=_too_many_passwords)
 
 
 async def _password_turn() -> AsyncIterator[None]:
@@ -193,7 +188,7 @@ def _password_busy(path: str) -> dict[int | str, dict[str, Any]]:
     """The 503 of a route that takes a password turn, with its own example."""
     return {503: {**problem_responses(503)[503], "content": {PROBLEM_MEDIA_TYPE: {
         "schema": {"$ref": "#/components/schemas/Problem"},
-        "example": {"type": "https://partyrecords.example.gov.cn/problems/service-unavailable",
+        "example": {"type": PROBLEM_BASE + "service-unavailable",
                     "title": "Service unavailable", "status": 503, "detail": TOO_MANY_PASSWORDS,
                     "code": "service_unavailable", "instance": path}}}}}
 
