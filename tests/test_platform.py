@@ -158,6 +158,11 @@ def test_security_headers_and_no_store(client: TestClient, world: World) -> None
 def test_healthz_and_readyz(client: TestClient) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+    # Answered by the endpoint itself (app.routers.meta._AnswersItself): still what the contract says.
+    assert r.headers["content-type"] == "application/json" and r.headers["content-length"] == str(len(r.content))
+    schema = client.get("/openapi.json").json()["paths"]["/healthz"]["get"]["responses"]["200"]
+    assert schema["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Health"}
+    assert client.post("/healthz").status_code == 405
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json() == {"status": "ready"}
 

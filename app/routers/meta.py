@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import text
@@ -30,11 +32,28 @@ class EnumValue(BaseModel):
     label: str = Field(description="The label in the language Accept-Language prefers (zh or en)")
 
 
-@router.get("/healthz", response_model=Health, operation_id="meta_healthz", summary="The process is up")
-async def healthz() -> Any:  # no I/O: answered on the event loop, no worker thread
+class _AnswersItself(APIRoute):
+    """A route documented like any other whose endpoint takes the request and returns the finished response.
+
+    FastAPI's request handler (dependency solving, an exit stack, validating and serialising the answer) cost a
+    parameterless route about 24 us of its 60 us on the bench machine; /healthz, the probe load balancers call
+    most, answers a constant (issue 8). The contract still comes from the route's `response_model`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
+
+
+_HEALTHY = Health(status="ok").model_dump_json().encode()
+
+
+async def healthz(_request: Request) -> Response:  # no I/O: answered on the event loop, no worker thread
     """Liveness probe: answers 200 while the process serves requests. It does not touch the database (see /readyz), and
     needs no token."""
-    return {"status": "ok"}
+    return Response(_HEALTHY, media_type="application/json")
+
+
+router.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health, operation_id="meta_healthz",
+                     summary="The process is up", route_class_override=_AnswersItself)
 
 
 @router.get("/readyz", response_model=Health, operation_id="meta_readyz", summary="The database is reachable",
