@@ -112,6 +112,7 @@ def test_hand_made_valid_token_is_accepted(client: TestClient, world: World) -> 
     "missing", "empty_bearer", "basic_scheme", "malformed", "garbage_segments", "alg_none", "alg_none_no_dot",
     "wrong_signature", "other_algorithm", "expired", "wrong_iss", "wrong_aud", "no_jti", "no_exp", "no_iat",
     "no_typ", "no_iss", "sub_not_a_number", "sub_unknown_user", "wrong_version", "future_iat_wrong_typ",
+    "not_before",
 ])
 def test_bad_tokens_answer_401(client: TestClient, world: World, case: str) -> None:
     user = world.users["v1"]
@@ -138,8 +139,48 @@ def test_bad_tokens_answer_401(client: TestClient, world: World, case: str) -> N
         "sub_unknown_user": _bearer(_jwt(_claims(user, sub="2147483647"))),
         "wrong_version": _bearer(_jwt(_claims(user, ver=user.token_version + 1))),
         "future_iat_wrong_typ": _bearer(_jwt(_claims(user, typ="id"))),
+        # Never issued here; python-jose would accept a past one, but its check depends on the clock, which a
+        # verified token's cached claims only consult for `exp`.
+        "not_before": _bearer(_jwt(_claims(user, nbf=now - 60))),
     }[case]
     _assert_401(client.get(ME, headers=headers))
+
+
+def test_a_verified_token_is_refused_once_it_expires(
+    client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Verified tokens are kept by their text (app.core.security._verified); the clock is still read on every use.
+    from app.core import security
+
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    token = _jwt(_claims(world.users["v1"], exp=now + 30))
+    assert client.get(ME, headers=_bearer(token)).status_code == 200
+    monkeypatch.setattr(security, "_now_seconds", lambda: now + 30)
+    assert client.get(ME, headers=_bearer(token)).status_code == 200  # python-jose's rule: valid through exp
+    monkeypatch.setattr(security, "_now_seconds", lambda: now + 31)
+    _assert_401(client.get(ME, headers=_bearer(token)))
+
+
+def test_a_verified_token_is_refused_under_another_secret_key(
+    client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = _jwt(_claims(world.users["v1"]))
+    assert client.get(ME, headers=_bearer(token)).status_code == 200
+    monkeypatch.setattr(get_settings(), "secret_key", "a-rotated-secret-key-that-is-long-enough-0000000")
+    _assert_401(client.get(ME, headers=_bearer(token)))
+    monkeypatch.undo()
+    assert client.get(ME, headers=_bearer(token)).status_code == 200
+
+
+def test_decoded_claims_are_the_callers_own_copy(world: World) -> None:
+    from app.core.security import TokenError, decode_token
+
+    token = _jwt(_claims(world.users["v1"]))
+    first = decode_token(token, expected_type="access")
+    first["sub"], first["typ"] = "0", "refresh"
+    assert decode_token(token, expected_type="access")["sub"] == str(world.users["v1"].id)
+    with pytest.raises(TokenError):
+        decode_token(token, expected_type="refresh")
 
 
 def test_refresh_token_is_not_an_access_token(client: TestClient, world: World) -> None:
