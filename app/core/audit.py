@@ -70,6 +70,11 @@ def hashed_fields(row: AuditLog) -> dict[str, Any]:
     }
 
 
+# The chain's head, locked until the writer's commit (built once: every audited write runs it).
+_LOCK_HEAD = (select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
+              .execution_options(populate_existing=True))
+
+
 def record(
     session: Session,
     *,
@@ -90,10 +95,7 @@ def record(
             return record(own, actor=actor, action=action, entity=entity, entity_id=entity_id, org_id=org_id,
                           before=before, after=after)
     # populate_existing: a head object cached by this session from an earlier transaction is stale.
-    head = session.scalar(
-        select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    head = session.scalar(_LOCK_HEAD)
     if head is None:
         head = AuditChainHead(id=1, last_id=0, last_hash=GENESIS_HASH)
         session.add(head)
