@@ -173,11 +173,26 @@ def _register_problem_schema(app: FastAPI) -> None:
         _, defs = models_json_schema([(Problem, "validation")], ref_template="#/components/schemas/{model}")
         components.update(defs.get("$defs", {}))
         _problem_for_validation_errors(schema)
-        finish_contract(schema)  # readable schema names, examples everywhere
+        # readable schema names, the database's 503, examples everywhere
+        finish_contract(schema, database_operations=_database_operations())
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _database_operations() -> set[str]:
+    """The operations whose route takes the request's session (app.deps.get_session), directly or through another
+    dependency: each may answer the database's 503."""
+    from fastapi.dependencies.models import Dependant
+
+    from app.deps import get_session
+
+    def uses(dependant: Dependant) -> bool:
+        return any(d.call is get_session or uses(d) for d in dependant.dependencies)
+
+    return {route.operation_id for router in ROUTERS for route in router.routes
+            if isinstance(route, APIRoute) and route.operation_id and uses(route.dependant)}
 
 
 def _problem_for_validation_errors(schema: dict) -> None:

@@ -60,6 +60,13 @@ def _assert_unavailable(r: Any, elapsed: float) -> None:
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "database_unavailable"
     assert r.headers["Retry-After"].isdigit()
+    # As the contract documents it for every route that uses the database (app.core.openapi).
+    from app.main import app
+
+    documented = app.openapi()["components"]["responses"]["DatabaseUnavailable"]
+    example = documented["content"]["application/problem+json"]["example"]
+    assert {k: r.json()[k] for k in ("type", "title", "status", "code")} == {
+        k: example[k] for k in ("type", "title", "status", "code")}
     assert elapsed < BOUND_S, f"answered after {elapsed:.1f} s"
 
 

@@ -54,7 +54,7 @@ def test_every_operation_has_a_description_examples_and_documented_errors(doc: d
         for media_type, media in op.get("requestBody", {}).get("content", {}).items():
             if media_type in {JSON, "application/x-www-form-urlencoded"} and not _has_example(media):
                 gaps.append(f"{where}: request body ({media_type}) has no example")
-        responses = op.get("responses", {})
+        responses = {status: _resolved(doc, r) for status, r in op.get("responses", {}).items()}
         for status, response in responses.items():
             if status.startswith("2") and JSON in response.get("content", {}) \
                     and not _has_example(response["content"][JSON]):
@@ -69,8 +69,31 @@ def test_every_operation_has_a_description_examples_and_documented_errors(doc: d
     assert not gaps, f"{len(gaps)} gaps:\n" + "\n".join(gaps)
 
 
+def _resolved(doc: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """A response, or the shared one it refers to (`#/components/responses/...`)."""
+    ref = response.get("$ref")
+    if ref is None:
+        return response
+    assert ref.startswith("#/components/responses/"), ref
+    shared: dict[str, Any] = doc["components"]["responses"][ref.rsplit("/", 1)[-1]]
+    return shared
+
+
 def _has_example(media: dict[str, Any]) -> bool:
     return "example" in media or bool(media.get("examples"))
+
+
+def _media_examples(label: str, at: tuple[str, ...], holder: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
+    """The examples of a request body or response at JSON pointer parts `at`, per media type."""
+    for media_type, media in holder.get("content", {}).items():
+        if "schema" not in media:
+            continue
+        schema_at = _pointer(*at, "content", media_type, "schema")
+        where = f"{label} {media_type}"
+        if "example" in media:
+            yield where, schema_at, media["example"]
+        for name, example in (media.get("examples") or {}).items():
+            yield f"{where} ({name})", schema_at, example.get("value")
 
 
 def _examples(doc: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
@@ -80,24 +103,19 @@ def _examples(doc: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
         for method, op in item.items():
             if not isinstance(op, dict):
                 continue
-            places = [("requestBody", op.get("requestBody", {}))]
-            places += [(f"responses/{s}", r) for s, r in op.get("responses", {}).items()]
-            for place, holder in places:
-                for media_type, media in holder.get("content", {}).items():
-                    if "schema" not in media:
-                        continue
-                    schema_at = _pointer("paths", path, method, *place.split("/"), "content", media_type, "schema")
-                    where = f"{method.upper()} {path} {place} {media_type}"
-                    if "example" in media:
-                        yield where, schema_at, media["example"]
-                    for name, example in (media.get("examples") or {}).items():
-                        yield f"{where} ({name})", schema_at, example.get("value")
+            places = [(("paths", path, method, "requestBody"), op.get("requestBody", {}))]
+            places += [(("paths", path, method, "responses", s), r) for s, r in op.get("responses", {}).items()]
+            for at, holder in places:
+                yield from _media_examples(f"{method.upper()} {path} {'/'.join(at[3:])}", at, holder)
             for index, parameter in enumerate(op.get("parameters", [])):
                 if "example" in parameter:
                     yield (f"{method.upper()} {path} parameter {parameter['name']}",
                            _pointer("paths", path, method, "parameters", str(index), "schema"), parameter["example"])
+    for name, shared in doc.get("components", {}).get("responses", {}).items():
+        yield from _media_examples(f"response {name}", ("components", "responses", name), shared)
 
     def walk(node: Any, at: list[str]) -> Iterator[tuple[str, str, Any]]:
+
         if isinstance(node, dict):
             if isinstance(node.get("examples"), list):
                 for example in node["examples"]:
@@ -163,3 +181,24 @@ def test_the_login_throttles_429_is_documented_as_the_service_sends_it(doc: dict
 def test_the_readiness_503_is_documented_with_the_database_code(doc: dict[str, Any]) -> None:
     example = doc["paths"]["/readyz"]["get"]["responses"]["503"]["content"][PROBLEM]["example"]
     assert example["code"] == "database_unavailable"  # what /readyz and every database outage answer
+
+
+def test_every_operation_that_uses_the_database_documents_its_503(doc: dict[str, Any]) -> None:
+    """An outage, a statement timeout or SQLite's lock answers 503 database_unavailable with Retry-After on any
+    route that reads or writes (tests/test_db_outage.py); only the probes that touch nothing say otherwise."""
+    untouched = {"/healthz", "/metrics"}
+    gaps: list[str] = []
+    for where, op in _operations(doc):
+        if where.split(" ", 1)[1] in untouched:
+            assert "503" not in op["responses"], where
+            continue
+        answer = _resolved(doc, op["responses"].get("503", {}))
+        media = answer.get("content", {}).get(PROBLEM, {})
+        examples = [media["example"]] if "example" in media else [
+            e["value"] for e in media.get("examples", {}).values()]
+        if "database_unavailable" not in {e["code"] for e in examples}:
+            gaps.append(f"{where}: no 503 database_unavailable")
+        if "Retry-After" not in answer.get("headers", {}):
+            gaps.append(f"{where}: its 503 does not document Retry-After")
+    assert not gaps, "\n".join(gaps)
+    assert "Retry-After" in doc["paths"]["/api/v1/auth/token"]["post"]["responses"]["429"]["headers"]

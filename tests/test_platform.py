@@ -310,6 +310,8 @@ def test_every_operation_is_named_tagged_and_declares_its_errors(openapi_doc: di
         if (op.get("parameters") or op.get("requestBody")) and "422" not in statuses:
             problems.append(f"{where}: takes input but does not declare 422")
         for status, response in op.get("responses", {}).items():
+            if "$ref" in response:  # a shared response (#/components/responses/...)
+                response = openapi_doc["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
             if status[0] in "45" and PROBLEM not in response.get("content", {}):
                 problems.append(f"{where}: {status} is not declared as {PROBLEM}")
     assert not problems, "\n".join(problems)

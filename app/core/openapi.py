@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Collection
 from typing import Any
 
 from app.core.errors import _TITLES, PROBLEM_BASE, PROBLEM_MEDIA_TYPE
@@ -375,9 +376,54 @@ def _answers_with_id(operation: dict[str, Any], schemas: dict[str, Any]) -> bool
     return "id" in schema.get("properties", {})
 
 
-def finish_contract(doc: dict[str, Any]) -> None:
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again",
+                               "schema": {"type": "integer", "minimum": 1}}}
+DATABASE_UNAVAILABLE = ("Service unavailable: the database is not reachable, did not answer within the statement "
+                        "timeout, or is busy with other changes; try again after Retry-After seconds.")
+
+
+def document_database_unavailable(doc: dict[str, Any], operation_ids: Collection[str]) -> None:
+    """An operation that uses the database may answer 503 `database_unavailable` with Retry-After, whatever else it
+    answers (app.core.errors: an outage, a statement timeout, SQLite's file lock; app.deps: SQLite's queue of
+    writers). `operation_ids`: those operations (app.main finds them by their session dependency); they refer to
+    one shared response, `#/components/responses/DatabaseUnavailable`. An operation with a 503 of its own (the
+    password turn) lists both answers as named examples. Every 429 and 503 documents its Retry-After header."""
+    database = problem_example(503, "/api/v1/organizations/{org_id}")
+    shared = {"description": DATABASE_UNAVAILABLE, "headers": RETRY_AFTER, "content": {
+        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}, "example": database}}}
+    used = False
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if operation.get("operationId") in operation_ids:
+                own = responses.get("503", {}).get("content", {}).get(PROBLEM_MEDIA_TYPE, {}).get("example")
+                if own is None or own["code"] == database["code"]:
+                    responses["503"] = {"$ref": "#/components/responses/DatabaseUnavailable"}
+                    used = True
+                else:
+                    media = responses["503"]["content"][PROBLEM_MEDIA_TYPE]
+                    del media["example"]
+                    media["examples"] = {
+                        own["code"]: {"summary": own["detail"], "value": own},
+                        database["code"]: {"summary": "The database is not reachable or busy",
+                                           "value": {**database, "instance": own["instance"]}},
+                    }
+                    responses["503"]["description"] = (
+                        f"Service unavailable ({own['code']} or {database['code']}, see the examples); try again "
+                        "after Retry-After seconds.")
+            for status in ("429", "503"):
+                if "$ref" not in responses.get(status, {"$ref": None}):
+                    responses[status].setdefault("headers", RETRY_AFTER)
+    if used:
+        doc.setdefault("components", {}).setdefault("responses", {})["DatabaseUnavailable"] = shared
+
+
+def finish_contract(doc: dict[str, Any], *, database_operations: Collection[str] = ()) -> None:
     """Everything this module does, in order (names first: the examples follow the final `$ref`s)."""
     readable_schema_names(doc)
     document_input_guard(doc)
+    document_database_unavailable(doc, database_operations)
     add_examples(doc)
     add_links(doc)
