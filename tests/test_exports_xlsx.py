@@ -153,3 +153,90 @@ def test_exports_being_written_leave_the_threads_to_other_requests(
     for answer, media_type in zip(answers[:-1], held, strict=True):
         assert answer.headers["content-type"].startswith(media_type) and len(answer.content) > 100
     assert finished[0] == "probe answered after 0 held steps went on", finished
+
+
+@pytest.fixture
+def one_export_at_a_time(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Room for one export, whose first CSV step is held until `release` is set; `begun` is set when it holds."""
+    from app.core import pagination
+
+    monkeypatch.setattr(pagination, "EXPORTS_AT_ONCE", 1)
+    begun, release = threading.Event(), threading.Event()
+    csv_body = pagination._csv_body
+
+    def held_csv(*args: Any) -> Iterator[bytes]:
+        if not begun.is_set():
+            begun.set()
+            release.wait(10)
+        yield from csv_body(*args)
+
+    monkeypatch.setattr(pagination, "_csv_body", held_csv)
+    return begun, release
+
+
+def test_an_export_past_the_open_ones_waits_its_turn(
+    world: World, one_export_at_a_time: tuple[threading.Event, threading.Event]
+) -> None:
+    """Each export holds a database connection until its last row is sent; a burst of them took the whole pool.
+    One more than EXPORTS_AT_ONCE waits in the event loop and goes on when one ends; other requests don't wait."""
+    from app.main import app
+
+    begun, release = one_export_at_a_time
+    city = {**world.auth("city"), "Accept": "text/csv"}
+    order: list[str] = []
+    with TestClient(app) as http:
+        def export(name: str) -> Any:
+            answer = http.get("/api/v1/organizations", headers=city)
+            order.append(name)
+            return answer
+
+        def second() -> Any:
+            begun.wait(10)
+            return export("second")
+
+        def probe() -> Any:
+            begun.wait(10)
+            time.sleep(0.1)  # the second export is waiting by now
+            try:
+                answer = http.get("/api/v1/organizations", headers=world.auth("city"))
+                order.append("read")
+                return answer
+            finally:
+                release.set()
+
+        answers = race([partial(export, "first"), second, probe])
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    assert order[0] == "read" and order.index("first") < order.index("second"), order
+    assert answers[0].content == answers[1].content
+
+
+def test_an_export_that_waits_too_long_answers_503_as_documented(
+    world: World, monkeypatch: pytest.MonkeyPatch, one_export_at_a_time: tuple[threading.Event, threading.Event]
+) -> None:
+    from app.core import pagination
+    from app.main import app
+
+    monkeypatch.setattr(pagination, "EXPORT_WAIT_SECONDS", 0.2)
+    begun, release = one_export_at_a_time
+    city = {**world.auth("city"), "Accept": "text/csv"}
+    with TestClient(app) as http:
+        def late() -> Any:
+            begun.wait(10)
+            try:
+                return http.get("/api/v1/organizations", headers={**city, "Accept-Language": "zh-CN"})
+            finally:
+                release.set()
+
+        first, refused = race([lambda: http.get("/api/v1/organizations", headers=city), late])
+        after = http.get("/api/v1/organizations", headers=city)  # its turn came back
+    assert first.status_code == 200 and after.status_code == 200
+    assert refused.status_code == 503 and refused.headers["Retry-After"].isdigit()
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    body = refused.json()
+    assert body["code"] == "service_unavailable" and body["detail"] == "正在生成的导出文件过多，请稍后重试。"
+    contract = app.openapi()
+    shared = contract["paths"]["/api/v1/organizations"]["get"]["responses"]["503"]["$ref"].rsplit("/", 1)[-1]
+    documented = contract["components"]["responses"][shared]
+    example = documented["content"]["application/problem+json"]["examples"]["too_many_exports"]["value"]
+    assert {k: body[k] for k in ("type", "status", "code")} == {k: example[k] for k in ("type", "status", "code")}
+    assert "Retry-After" in documented["headers"]

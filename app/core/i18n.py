@@ -91,6 +91,7 @@ MESSAGES: dict[str, Message] = {
     "internal_error": Message("服务器内部错误"),
     "service_unavailable": Message("服务暂不可用", {
         "Too many logins or password changes at once; try again shortly.": "同时登录或修改密码的请求过多，请稍后重试。",
+        "Too many exports are being written; try again shortly.": "正在生成的导出文件过多，请稍后重试。",
     }),
     "database_unavailable": Message("服务暂不可用", {
         "The database is not reachable; try again shortly.": "无法连接数据库，请稍后重试。",

@@ -32,9 +32,11 @@ def per_loop(make: Callable[[], T]) -> Callable[[], T]:
 
 
 @asynccontextmanager
-async def turn(gate: asyncio.Lock | None, *, within: float, busy: Callable[[], BaseException]) -> AsyncIterator[None]:
-    """Hold `gate` for the block, waiting for it in the event loop (holding no worker thread) at most `within`
-    seconds; after that `busy()` is raised and the block does not run. None: nothing to wait for."""
+async def turn(gate: asyncio.Lock | asyncio.Semaphore | None, *, within: float,
+               busy: Callable[[], BaseException]) -> AsyncIterator[None]:
+    """Hold `gate` (a lock, or one of a semaphore's places) for the block, waiting for it in the event loop (holding
+    no worker thread) at most `within` seconds; after that `busy()` is raised and the block does not run. None:
+    nothing to wait for."""
     if gate is None:
         yield
         return

@@ -385,39 +385,61 @@ DATABASE_UNAVAILABLE = ("Service unavailable: the database is not reachable, did
 def document_database_unavailable(doc: dict[str, Any], operation_ids: Collection[str]) -> None:
     """An operation that uses the database may answer 503 `database_unavailable` with Retry-After, whatever else it
     answers (app.core.errors: an outage, a statement timeout, SQLite's file lock; app.deps: SQLite's queue of
-    writers). `operation_ids`: those operations (app.main finds them by their session dependency); they refer to
-    one shared response, `#/components/responses/DatabaseUnavailable`. An operation with a 503 of its own (the
-    password turn) lists both answers as named examples. Every 429 and 503 documents its Retry-After header."""
-    database = problem_example(503, "/api/v1/organizations/{org_id}")
-    shared = {"description": DATABASE_UNAVAILABLE, "headers": RETRY_AFTER, "content": {
-        PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}, "example": database}}}
-    used = False
-    for item in doc.get("paths", {}).values():
+    writers). `operation_ids`: those operations (app.main finds them by their session dependency). They refer to
+    a shared response: `DatabaseUnavailable`, or `ExportOrDatabaseUnavailable` for a list that exports CSV and
+    .xlsx (whose writers take turns, app.core.pagination). An operation with a 503 of its own (the password turn)
+    lists both of its causes as named examples. Every 429 and 503 documents its Retry-After header."""
+    from app.core.pagination import CSV_MEDIA_TYPE, TOO_MANY_EXPORTS
+
+    def problem(status: int, path: str, **fields: str) -> dict[str, Any]:
+        example = {**problem_example(status, path), **fields}
+        example["type"] = PROBLEM_BASE + example["code"].replace("_", "-")
+        return example
+
+    def shared(description: str, examples: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        media: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/Problem"}}
+        if len(examples) == 1:
+            media["example"] = next(iter(examples.values()))["value"]
+        else:
+            media["examples"] = examples
+        return {"description": description, "headers": RETRY_AFTER, "content": {PROBLEM_MEDIA_TYPE: media}}
+
+    item_path = "/api/v1/organizations/{org_id}"
+    database = {"summary": "The database is not reachable or busy", "value": problem(503, item_path)}
+    exports = {"summary": "An export (Accept: text/csv or .xlsx) waited too long for its turn",
+               "value": problem(503, "/api/v1/organizations", code="service_unavailable", detail=TOO_MANY_EXPORTS)}
+    responses_kept = {
+        "DatabaseUnavailable": shared(DATABASE_UNAVAILABLE, {"database_unavailable": database}),
+        "ExportOrDatabaseUnavailable": shared(
+            "Service unavailable: too many exports are being written (service_unavailable, when the request asks for "
+            "CSV or .xlsx), or the database is not reachable, did not answer within the statement timeout, or is "
+            "busy with other changes (database_unavailable); try again after Retry-After seconds.",
+            {"too_many_exports": exports, "database_unavailable": database}),
+    }
+    used: set[str] = set()
+    for path, item in doc.get("paths", {}).items():
         for operation in item.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
             if operation.get("operationId") in operation_ids:
                 own = responses.get("503", {}).get("content", {}).get(PROBLEM_MEDIA_TYPE, {}).get("example")
-                if own is None or own["code"] == database["code"]:
-                    responses["503"] = {"$ref": "#/components/responses/DatabaseUnavailable"}
-                    used = True
+                if own is not None and own["code"] != "database_unavailable":
+                    responses["503"] = shared(
+                        f"Service unavailable ({own['code']} or database_unavailable, see the examples); try again "
+                        "after Retry-After seconds.",
+                        {own["code"]: {"summary": own["detail"], "value": own},
+                         "database_unavailable": {**database, "value": problem(503, path)}})
                 else:
-                    media = responses["503"]["content"][PROBLEM_MEDIA_TYPE]
-                    del media["example"]
-                    media["examples"] = {
-                        own["code"]: {"summary": own["detail"], "value": own},
-                        database["code"]: {"summary": "The database is not reachable or busy",
-                                           "value": {**database, "instance": own["instance"]}},
-                    }
-                    responses["503"]["description"] = (
-                        f"Service unavailable ({own['code']} or {database['code']}, see the examples); try again "
-                        "after Retry-After seconds.")
+                    name = ("ExportOrDatabaseUnavailable" if CSV_MEDIA_TYPE in responses.get("200", {}).get(
+                        "content", {}) else "DatabaseUnavailable")
+                    responses["503"] = {"$ref": f"#/components/responses/{name}"}
+                    used.add(name)
             for status in ("429", "503"):
                 if "$ref" not in responses.get(status, {"$ref": None}):
                     responses[status].setdefault("headers", RETRY_AFTER)
-    if used:
-        doc.setdefault("components", {}).setdefault("responses", {})["DatabaseUnavailable"] = shared
+    kept = doc.setdefault("components", {}).setdefault("responses", {})
+    kept.update({name: response for name, response in responses_kept.items() if name in used})
 
 
 def finish_contract(doc: dict[str, Any], *, database_operations: Collection[str] = ()) -> None:

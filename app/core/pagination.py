@@ -39,6 +39,7 @@ date the answer may hide) gets no cursor: its values would travel in URLs. Lists
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import csv
@@ -76,7 +77,7 @@ from app.core import accept
 from app.core.config import get_settings
 from app.core.db import read_snapshot
 from app.core.errors import ProblemError
-from app.core.loops import per_loop
+from app.core.loops import per_loop, turn
 from app.models.common import Timestamp
 
 T = TypeVar("T")
@@ -593,6 +594,20 @@ WORKBOOK_THREADS = 1  # .xlsx workbooks written at once per worker process
 _csv_threads = per_loop(lambda: anyio.CapacityLimiter(EXPORT_THREADS))
 _workbook_threads = per_loop(lambda: anyio.CapacityLimiter(WORKBOOK_THREADS))
 
+# Exports being written at once per worker process. Each holds a database connection (its read snapshot) from
+# its first row to its last, as long as its client takes to read them: a burst of exports took every connection
+# of the pool (PostgreSQL: 20 and 20 more) and every other request waited `pool_timeout` for one, then answered
+# 503. Further exports wait for their turn in the event loop, holding nothing, at most EXPORT_WAIT_SECONDS; then
+# they answer 503 with Retry-After.
+EXPORTS_AT_ONCE = 4
+EXPORT_WAIT_SECONDS = 30
+TOO_MANY_EXPORTS = "Too many exports are being written; try again shortly."
+_export_turns = per_loop(lambda: asyncio.Semaphore(EXPORTS_AT_ONCE))
+
+
+def _exports_busy() -> ProblemError:
+    return ProblemError(503, "service_unavailable", TOO_MANY_EXPORTS, headers={"Retry-After": "5"})
+
 
 class ExportResponse(StreamingResponse):
     """A CSV or .xlsx file of the rows `source()` yields in chunks; nothing is read before the response is sent."""
@@ -632,6 +647,11 @@ class ExportResponse(StreamingResponse):
         return self.body_iterator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Before the status line: a 503 here is a problem document from the error handlers.
+        async with turn(_export_turns(), within=EXPORT_WAIT_SECONDS, busy=_exports_busy):
+            await self._answer(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._xlsx:
             await super().__call__(scope, receive, send)
             return
