@@ -82,7 +82,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     about 5 % of a get-by-id's CPU). The blocking session is used in worker threads only."""
     write = _writes(request)
     async with turn(writer_gate() if write else None, within=WRITER_WAIT_SECONDS, busy=_database_busy):
-        session = new_session(write=write)
+        route = request.scope.get("route")
+        session = new_session(write=write, alone=getattr(getattr(route, "endpoint", None), SHORT_READ, False))
         try:
             yield session
         except BaseException:
@@ -135,7 +136,13 @@ def as_async_endpoint(endpoint: Callable[..., Any], *, short_read: bool) -> Call
             return _call_and_commit(endpoint, arguments)
         return await run_in_threadpool(_call_and_commit, endpoint, arguments)
 
+    setattr(run, SHORT_READ, short_read)  # its reads need no transaction of their own either (get_session)
     return run
+
+
+# Marks the endpoint (as_async_endpoint) of a short read: its request's session, if it does not write, runs each
+# statement on its own on PostgreSQL (app.core.db.new_session(alone=True)).
+SHORT_READ = "__short_read__"
 
 
 def _call_and_commit(endpoint: Callable[..., Any], arguments: dict[str, Any]) -> Any:

@@ -22,9 +22,9 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     seen: list[bool] = []
     original = deps.new_session
 
-    def recording(*, write: bool = False) -> Any:
+    def recording(*, write: bool = False, alone: bool = False) -> Any:
         seen.append(write)
-        return original(write=write)
+        return original(write=write, alone=alone)
 
     monkeypatch.setattr(deps, "new_session", recording)
     return seen
