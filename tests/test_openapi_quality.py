@@ -115,7 +115,6 @@ def _examples(doc: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
         yield from _media_examples(f"response {name}", ("components", "responses", name), shared)
 
     def walk(node: Any, at: list[str]) -> Iterator[tuple[str, str, Any]]:
-
         if isinstance(node, dict):
             if isinstance(node.get("examples"), list):
                 for example in node["examples"]:
@@ -202,3 +201,15 @@ def test_every_operation_that_uses_the_database_documents_its_503(doc: dict[str,
             gaps.append(f"{where}: its 503 does not document Retry-After")
     assert not gaps, "\n".join(gaps)
     assert "Retry-After" in doc["paths"]["/api/v1/auth/token"]["post"]["responses"]["429"]["headers"]
+
+
+def test_documents_made_one_after_another_share_nothing(doc: dict[str, Any]) -> None:
+    # Mutating one contract (a generator that annotates it, a test) must not change the next one made.
+    from app.main import create_app
+
+    doc["paths"]["/api/v1/auth/token"]["post"]["responses"]["429"]["headers"]["Retry-After"]["description"] = "x"
+    doc["components"]["responses"]["DatabaseUnavailable"]["headers"]["Retry-After"]["description"] = "y"
+    again = create_app().openapi()
+    assert again["paths"]["/api/v1/auth/token"]["post"]["responses"]["429"]["headers"]["Retry-After"][
+        "description"] == again["components"]["responses"]["DatabaseUnavailable"]["headers"]["Retry-After"][
+        "description"] == "Seconds to wait before trying again"

@@ -155,6 +155,17 @@ def test_security_headers_and_no_store(client: TestClient, world: World) -> None
 # --- health and metrics ------------------------------------------------------------------
 
 
+def test_a_route_that_answers_itself_refuses_dependencies() -> None:
+    # Nothing would solve them, while the contract would show them (a security scheme, say).
+    from fastapi import APIRouter, Depends
+
+    from app.routers.meta import _AnswersItself, healthz
+
+    with pytest.raises(RuntimeError, match="takes no dependencies"):
+        APIRouter().add_api_route("/probe", healthz, dependencies=[Depends(lambda: None)],
+                                  route_class_override=_AnswersItself)
+
+
 def test_healthz_and_readyz(client: TestClient) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}

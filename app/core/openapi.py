@@ -391,9 +391,12 @@ def document_database_unavailable(doc: dict[str, Any], operation_ids: Collection
     lists both of its causes as named examples. Every 429 and 503 documents its Retry-After header."""
     from app.core.pagination import CSV_MEDIA_TYPE, TOO_MANY_EXPORTS
 
-    def problem(status: int, path: str, **fields: str) -> dict[str, Any]:
-        example = {**problem_example(status, path), **fields}
+    def problem(status: int, path: str | None, **fields: str) -> dict[str, Any]:
+        """A problem example; without `path` (a response many operations share) it names no `instance`."""
+        example = {**problem_example(status, path or ""), **fields}
         example["type"] = PROBLEM_BASE + example["code"].replace("_", "-")
+        if path is None:
+            del example["instance"]
         return example
 
     def shared(description: str, examples: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -402,12 +405,12 @@ def document_database_unavailable(doc: dict[str, Any], operation_ids: Collection
             media["example"] = next(iter(examples.values()))["value"]
         else:
             media["examples"] = examples
-        return {"description": description, "headers": RETRY_AFTER, "content": {PROBLEM_MEDIA_TYPE: media}}
+        return {"description": description, "headers": copy.deepcopy(RETRY_AFTER),
+                "content": {PROBLEM_MEDIA_TYPE: media}}
 
-    item_path = "/api/v1/organizations/{org_id}"
-    database = {"summary": "The database is not reachable or busy", "value": problem(503, item_path)}
+    database = {"summary": "The database is not reachable or busy", "value": problem(503, None)}
     exports = {"summary": "An export (Accept: text/csv or .xlsx) waited too long for its turn",
-               "value": problem(503, "/api/v1/organizations", code="service_unavailable", detail=TOO_MANY_EXPORTS)}
+               "value": problem(503, None, code="service_unavailable", detail=TOO_MANY_EXPORTS)}
     responses_kept = {
         "DatabaseUnavailable": shared(DATABASE_UNAVAILABLE, {"database_unavailable": database}),
         "ExportOrDatabaseUnavailable": shared(
@@ -423,7 +426,9 @@ def document_database_unavailable(doc: dict[str, Any], operation_ids: Collection
                 continue
             responses = operation["responses"]
             if operation.get("operationId") in operation_ids:
-                own = responses.get("503", {}).get("content", {}).get(PROBLEM_MEDIA_TYPE, {}).get("example")
+                media = responses.get("503", {}).get("content", {}).get(PROBLEM_MEDIA_TYPE, {})
+                assert "examples" not in media, f"{path}: a route's own 503 gives one `example`"
+                own = media.get("example")
                 if own is not None and own["code"] != "database_unavailable":
                     responses["503"] = shared(
                         f"Service unavailable ({own['code']} or database_unavailable, see the examples); try again "
@@ -437,7 +442,8 @@ def document_database_unavailable(doc: dict[str, Any], operation_ids: Collection
                     used.add(name)
             for status in ("429", "503"):
                 if "$ref" not in responses.get(status, {"$ref": None}):
-                    responses[status].setdefault("headers", RETRY_AFTER)
+                    headers = responses[status].setdefault("headers", {})
+                    headers.setdefault("Retry-After", copy.deepcopy(RETRY_AFTER["Retry-After"]))
     kept = doc.setdefault("components", {}).setdefault("responses", {})
     kept.update({name: response for name, response in responses_kept.items() if name in used})
 

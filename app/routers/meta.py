@@ -40,6 +40,9 @@ class _AnswersItself(APIRoute):
     most, answers a constant (issue 8). The contract still comes from the route's `response_model`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        # Nothing would solve a dependency (the contract would still show it, a security scheme say): refuse one.
+        if self.dependant.dependencies or self.dependencies:
+            raise RuntimeError(f"{self.path}: a route that answers itself takes no dependencies")
         return cast(Callable[[Request], Coroutine[Any, Any, Response]], self.endpoint)
 
 
