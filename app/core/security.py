@@ -13,8 +13,8 @@ import hashlib
 import hmac
 import secrets
 import threading
+import time
 import uuid
-from calendar import timegm
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
@@ -105,7 +105,7 @@ def decode_token(token: str, *, expected_type: TokenType) -> dict[str, Any]:
 
 
 def _now_seconds() -> int:
-    return timegm(dt.datetime.now(dt.UTC).utctimetuple())  # as python-jose reads the clock
+    return int(time.time())  # whole seconds since the epoch, as python-jose reads the clock (timegm of utcnow)
 
 
 @lru_cache(maxsize=1024)
