@@ -66,10 +66,12 @@ import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Column, ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
+from sqlalchemy import Column, ColumnElement, Select, Table, and_, false, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.elements import BinaryExpression, UnaryExpression
+from sqlalchemy.sql.selectable import Join
+from sqlalchemy.sql.util import find_tables
 from sqlalchemy.types import DateTime, TypeDecorator
 from starlette.types import Receive, Scope, Send
 
@@ -465,6 +467,63 @@ def changed_since(stmt: Select[Any], params: PageParams) -> Select[Any]:
     return stmt.where(column >= params.updated_since)
 
 
+def count_of(stmt: Select[Any]) -> Select[Any]:
+    """`SELECT count(*)` of the rows `stmt` yields.
+
+    Outer joins that only bring columns to show cannot change how many rows there are: a LEFT OUTER JOIN on the
+    joined table's whole (one-column) primary key, to a table nothing else in the statement mentions (its WHERE
+    clause, even inside a subquery, or another join's condition). PostgreSQL's planner leaves such joins out of a
+    count; SQLite's does not, so the count leaves them out itself: a city's 155,520 assignments, joined to their
+    tasks and organisations for the names a page shows, counted in 9.8 ms with the joins and 0.01 ms without
+    (issue 8). A statement with DISTINCT, GROUP BY, HAVING, LIMIT or OFFSET, or with no such join, is counted
+    whole, as a subquery."""
+    whole = select(func.count()).select_from(stmt.order_by(None).subquery())
+    if (stmt._distinct or stmt._group_by_clauses or stmt._having_criteria or stmt._limit_clause is not None
+            or stmt._offset_clause is not None):
+        return whole
+    froms = stmt.get_final_froms()
+    if len(froms) != 1 or not isinstance(froms[0], Join):
+        return whole
+    joins: list[Join] = []  # the outermost first
+    node: Any = froms[0]
+    while isinstance(node, Join):
+        joins.append(node)
+        node = node.left
+    where = [] if stmt.whereclause is None else [stmt.whereclause]
+    kept, left_out = node, False  # from the driving table
+    for join in reversed(joins):
+        others = where + [other.onclause for other in joins if other is not join and other.onclause is not None]
+        if _only_shows(join, others):
+            left_out = True
+        else:
+            kept = kept.join(join.right, join.onclause, isouter=join.isouter, full=join.full)
+    if not left_out:
+        return whole
+    counted = select(func.count()).select_from(kept)
+    return counted if stmt.whereclause is None else counted.where(stmt.whereclause)
+
+
+def _only_shows(join: Join, others: Sequence[Any]) -> bool:
+    """Whether `join` is a LEFT OUTER JOIN of at most one row per row (on the right table's one-column primary key)
+    to a table none of `others` mentions."""
+    table = _plain(join.right)
+    condition = join.onclause
+    if not join.isouter or join.full or not isinstance(table, Table) or not isinstance(condition, BinaryExpression):
+        return False
+    key = list(table.primary_key.columns)
+    sides = [_plain(condition.left), _plain(condition.right)]
+    on_table = [side for side in sides if getattr(side, "table", None) is table]
+    if condition.operator is not operators.eq or len(key) != 1 or len(on_table) != 1 or on_table[0] is not key[0]:
+        return False
+    return all(_plain(t) is not table for clause in others
+               for t in find_tables(clause, check_columns=True, include_aliases=True, include_joins=True))
+
+
+def _plain(element: Any) -> Any:
+    """The element without SQLAlchemy's ORM annotations (the Table or Column itself)."""
+    return element._deannotate() if hasattr(element, "_deannotate") else element
+
+
 def fetch_page(
     session: Session, stmt: Select[Any], params: PageParams, *, allowed: Mapping[str, Any],
     default: Sequence[Any], tiebreak: Any, rows: bool = False, present: Present | None = None,
@@ -495,7 +554,7 @@ def fetch_page(
             raise RuntimeError("one list, one statement: fetch_page was called twice for an export")
         params.export.query, params.export.rows, params.export.present = ordered, rows, present
         return DeferredPage(), 0
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    total = session.scalar(count_of(stmt)) or 0
     if keyset:  # the key values ride along as extra columns: the cursor of the last row costs no statement
         width = len(stmt.column_descriptions)
         result = session.execute(ordered.add_columns(*(c.key.expr for c in columns))).all()
