@@ -472,7 +472,7 @@ def _counts(db: Session, stmt: Any) -> tuple[int, int, str]:
 def test_the_total_leaves_out_joins_that_only_show_columns(db: Session, world: World) -> None:
     import datetime as dt
 
-    from sqlalchemy import select
+    from sqlalchemy import func, select, text
     from sqlalchemy.orm import aliased
 
     from app.models.people import Person, Position
@@ -498,7 +498,12 @@ def test_the_total_leaves_out_joins_that_only_show_columns(db: Session, world: W
         "inner join": (select(Person, org.name).join(org, org.id == Person.org_id), True),
         "an alias": (select(Person, other.name).outerjoin(other, other.id == Person.org_id), True),
         "distinct": (shows.distinct(), True),
+        # what the count cannot see through: counted whole
+        "a function among the columns": (shows.add_columns(func.upper(org.name)), True),
+        "text in the WHERE clause": (shows.where(text("person.name IS NOT NULL")), True),
     }
+    if db.get_bind().dialect.name == "postgresql":  # SQLite has no FETCH FIRST
+        cases["FETCH FIRST"] = (shows.order_by(Person.id).fetch(2), True)
     for name, (stmt, joins) in cases.items():
         lean, whole, sql = _counts(db, stmt)
         assert lean == whole > 0, (name, lean, whole, sql)

@@ -69,8 +69,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Column, ColumnElement, Select, Table, and_, false, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import BinaryExpression, UnaryExpression
+from sqlalchemy.sql.elements import BinaryExpression, TextClause, UnaryExpression
 from sqlalchemy.sql.util import find_tables
+from sqlalchemy.sql.visitors import iterate
 from sqlalchemy.types import DateTime, TypeDecorator
 from starlette.types import Receive, Scope, Send
 
@@ -480,8 +481,14 @@ def count_of(stmt: Select[Any]) -> Select[Any]:
     whole = select(func.count()).select_from(stmt.order_by(None).subquery())
     joins = stmt._setup_joins  # (target, onclause, explicit left side, {"isouter", "full"}), in order
     if (not joins or stmt._distinct or stmt._group_by_clauses or stmt._having_criteria or stmt._from_obj
-            or stmt._limit_clause is not None or stmt._offset_clause is not None
-            or any(left is not None or onclause is None for _, onclause, left, _ in joins)):
+            or stmt._limit_clause is not None or stmt._offset_clause is not None or stmt._fetch_clause is not None
+            # joins written as `target, condition` to a table (not a relationship, an alias, a LATERAL subquery)
+            or any(left is not None or not isinstance(onclause, ColumnElement) or not isinstance(_plain(target), Table)
+                   for target, onclause, left, _ in joins)
+            # rows as they come from the tables: a function or an aggregate among the columns may change their number
+            or not all(isinstance(_plain(c), Column) for c in stmt.selected_columns)
+            # text the count could not see the tables of
+            or (stmt.whereclause is not None and any(isinstance(e, TextClause) for e in iterate(stmt.whereclause)))):
         return whole
     targets = [_plain(target) for target, *_ in joins]
     driving = [t for t in map(_plain, stmt.columns_clause_froms) if all(t is not j for j in targets)]
