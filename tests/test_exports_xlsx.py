@@ -240,3 +240,57 @@ def test_an_export_that_waits_too_long_answers_503_as_documented(
     example = documented["content"]["application/problem+json"]["examples"]["too_many_exports"]["value"]
     assert {k: body[k] for k in ("type", "status", "code")} == {k: example[k] for k in ("type", "status", "code")}
     assert "Retry-After" in documented["headers"]
+
+
+def test_rows_in_memory_take_no_reading_turn(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an export that reads the database waits for a turn; a report's rows are in memory already."""
+    from app.core import pagination
+    from app.main import app
+
+    monkeypatch.setattr(pagination, "EXPORTS_AT_ONCE", 0)  # no reading turn is ever free
+    monkeypatch.setattr(pagination, "EXPORT_WAIT_SECONDS", 0.1)
+    city = world.auth("city")
+    with TestClient(app) as http:
+        for media_type in ("text/csv", XLSX_MEDIA_TYPE):
+            listed = http.get("/api/v1/organizations", headers={**city, "Accept": media_type})
+            assert listed.status_code == 503, listed.text
+            report = http.get(f"/api/v1/budgets/execution?year=2019&org_id={world.city.id}&subtree=true",
+                              headers={**city, "Accept": media_type})
+            assert report.status_code == 200 and report.headers["content-type"].startswith(media_type), report.text
+
+
+def test_an_export_cut_short_closes_its_snapshot_before_its_turn_is_given_back() -> None:
+    import asyncio
+
+    from starlette.requests import ClientDisconnect
+
+    from app.core import pagination
+
+    closed: list[bool] = []
+
+    def source() -> Iterator[list[dict[str, Any]]]:  # stands for the read snapshot (app.core.pagination._streamed)
+        try:
+            for i in range(1000):
+                yield [{"n": i}]
+        finally:
+            closed.append(True)
+
+    async def main() -> None:
+        response = pagination.ExportResponse(source, ["n"], "cut", "text/csv")
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+            if len(sent) == 3:
+                raise OSError("the client went away")
+
+        async def receive() -> Any:
+            await asyncio.sleep(60)
+
+        scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "method": "GET", "path": "/", "headers": []}
+        with pytest.raises(ClientDisconnect):
+            await response(scope, receive, send)
+        assert closed == [True]  # closed by the time the turn came back, not when the collector finds it
+        assert not pagination._export_turns().locked()
+
+    asyncio.run(main())

@@ -656,15 +656,18 @@ WORKBOOK_THREADS = 1  # .xlsx workbooks written at once per worker process
 _csv_threads = per_loop(lambda: anyio.CapacityLimiter(EXPORT_THREADS))
 _workbook_threads = per_loop(lambda: anyio.CapacityLimiter(WORKBOOK_THREADS))
 
-# Exports being written at once per worker process. Each holds a database connection (its read snapshot) from
-# its first row to its last, as long as its client takes to read them: a burst of exports took every connection
-# of the pool (PostgreSQL: 20 and 20 more) and every other request waited `pool_timeout` for one, then answered
-# 503. Further exports wait for their turn in the event loop, holding nothing, at most EXPORT_WAIT_SECONDS; then
-# they answer 503 with Retry-After.
+# Exports reading the database at once per worker process. Each holds a database connection (its read snapshot)
+# from its first row to its last, as long as its client takes to read them: a burst of exports took every
+# connection of the pool (PostgreSQL: 20 and 20 more) and every other request waited `pool_timeout` for one, then
+# answered 503. Further exports wait for their turn in the event loop, holding nothing, at most
+# EXPORT_WAIT_SECONDS; then they answer 503 with Retry-After. A workbook first waits for its own turn (one at a
+# time, as its thread) and takes a reading turn only while it is written, not while the file is sent; rows
+# already in memory (a list computed whole, a report) take no reading turn.
 EXPORTS_AT_ONCE = 4
 EXPORT_WAIT_SECONDS = 30
 TOO_MANY_EXPORTS = "Too many exports are being written; try again shortly."
 _export_turns = per_loop(lambda: asyncio.Semaphore(EXPORTS_AT_ONCE))
+_workbook_turns = per_loop(lambda: asyncio.Semaphore(WORKBOOK_THREADS))
 
 
 def _exports_busy() -> ProblemError:
@@ -674,8 +677,10 @@ def _exports_busy() -> ProblemError:
 class ExportResponse(StreamingResponse):
     """A CSV or .xlsx file of the rows `source()` yields in chunks; nothing is read before the response is sent."""
 
-    def __init__(self, source: Callable[[], Chunks], fields: Sequence[str], filename: str, media_type: str) -> None:
+    def __init__(self, source: Callable[[], Chunks], fields: Sequence[str], filename: str, media_type: str, *,
+                 reads_database: bool = True) -> None:
         self._source, self._fields, self._title = source, list(fields), filename
+        self._reads_database = reads_database  # False: the rows are in memory already (no reading turn)
         self._xlsx = media_type == XLSX_MEDIA_TYPE
         extension = "xlsx" if self._xlsx else "csv"
         super().__init__(
@@ -694,35 +699,43 @@ class ExportResponse(StreamingResponse):
 
     async def stream_response(self, send: Send) -> None:
         chunks = self._csv_chunks_iter
-        # The statement runs and the first rows are written before the status line goes out: a failure here
-        # is answered with a problem by the error handlers, not with a 200 cut short.
-        first = await anext(chunks, b"")
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-        async for piece in chunks:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        try:
+            # The statement runs and the first rows are written before the status line goes out: a failure here
+            # is answered with a problem by the error handlers, not with a 200 cut short.
+            first = await anext(chunks, b"")
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for piece in chunks:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            # A client that went away mid-send: its snapshot is closed now, before its reading turn is given back,
+            # not whenever the collector finds the generator.
+            with anyio.CancelScope(shield=True):
+                await chunks.aclose()
 
     @property
     def _csv_chunks_iter(self) -> AsyncGenerator[bytes, None]:
         assert isinstance(self.body_iterator, AsyncGenerator)
         return self.body_iterator
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Before the status line: a 503 here is a problem document from the error handlers.
-        async with turn(_export_turns(), within=EXPORT_WAIT_SECONDS, busy=_exports_busy):
-            await self._answer(scope, receive, send)
+    def _reading_turn(self) -> Any:
+        """Wait for a turn to read the database (before the status line: a 503 is a problem document)."""
+        return turn(_export_turns() if self._reads_database else None, within=EXPORT_WAIT_SECONDS,
+                    busy=_exports_busy)
 
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._xlsx:
-            await super().__call__(scope, receive, send)
+            async with self._reading_turn():
+                await super().__call__(scope, receive, send)
             return
         await self._csv_chunks_iter.aclose()  # not used for a workbook
         fd, path = tempfile.mkstemp(prefix="export-", suffix=".xlsx")
         os.close(fd)
         try:
-            await anyio.to_thread.run_sync(_write_xlsx, self._source(), self._fields, self._title, path,
-                                           limiter=_workbook_threads())
+            async with turn(_workbook_turns(), within=EXPORT_WAIT_SECONDS, busy=_exports_busy), self._reading_turn():
+                await anyio.to_thread.run_sync(_write_xlsx, self._source(), self._fields, self._title, path,
+                                               limiter=_workbook_threads())
             file = FileResponse(path, media_type=XLSX_MEDIA_TYPE, headers={
                 "Content-Disposition": f'attachment; filename="{self._title}.xlsx"', "Vary": "Accept"})
             await file(scope, receive, send)
@@ -760,7 +773,7 @@ def export_response(request: Request, rows: Iterable[Mapping[str, Any]], fields:
     media_type = negotiate(request.headers.get("accept", ""))
     if media_type is None:
         return None
-    return ExportResponse(partial(_in_chunks, rows), fields, filename, media_type)
+    return ExportResponse(partial(_in_chunks, rows), fields, filename, media_type, reads_database=False)
 
 
 def respond(
@@ -794,6 +807,7 @@ def respond(
             assert session is not None, "respond(present=...) needs the request's session"
             items = list(present(session, items))
         source = partial(_in_chunks, [_dump(model, i) for i in items])
+        return ExportResponse(source, fields, filename, export.media_type, reads_database=False)
     return ExportResponse(source, fields, filename, export.media_type)
 
 
