@@ -91,6 +91,9 @@ def create_db_engine(url: str, *, pool_size: int | None = None, statement_timeou
     timeout = settings.db_statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
     return create_engine(
         url, pool_size=size, max_overflow=size, pool_pre_ping=True, pool_timeout=10, hide_parameters=True,
+        # Whatever the server's default: the short reads' autocommit (new_session(alone=True)) answers as their
+        # transaction would only at READ COMMITTED, where each statement sees its own snapshot anyway.
+        isolation_level="READ COMMITTED",
         connect_args={
             "connect_timeout": 5,
             # A network that drops packets silently (a dead peer, a firewall forgetting the flow) is noticed in
