@@ -245,25 +245,32 @@ def test_a_statement_stuck_past_the_statement_timeout_answers_503_and_leaves_not
 
     monkeypatch.setattr(get_settings(), "db_statement_timeout_ms", 700)
     core_db.configure_engine(database_url)
-    path, h = f"/api/v1/organizations/{world.v1.id}", world.auth("city")
-    etag = http.get(path, headers=h).headers["ETag"]
-    before = _state(world.v1.id)
-    admin = _admin(database_url)
     try:
-        with admin.connect() as holder:
-            holder.execute(text("BEGIN"))
-            holder.execute(text("SELECT * FROM organization WHERE id = :id FOR UPDATE"), {"id": world.v1.id})
-            r, elapsed = _timed(lambda: http.patch(path, headers={**h, "If-Match": etag}, json={"name": "久等村"}))
-            holder.execute(text("ROLLBACK"))
+        path, h = f"/api/v1/organizations/{world.v1.id}", world.auth("city")
+        etag = http.get(path, headers=h).headers["ETag"]
+        before = _state(world.v1.id)
+        admin = _admin(database_url)
+        try:
+            with admin.connect() as holder:
+                holder.execute(text("BEGIN"))
+                holder.execute(text("SELECT * FROM organization WHERE id = :id FOR UPDATE"), {"id": world.v1.id})
+                r, elapsed = _timed(lambda: http.patch(path, headers={**h, "If-Match": etag}, json={"name": "久等村"}))
+                holder.execute(text("ROLLBACK"))
+        finally:
+            admin.dispose()
+        _assert_unavailable(r, elapsed)
+        assert r.json()["detail"] == "The database did not answer in the time allowed; try again shortly."
+        assert elapsed >= 0.7
+        assert _state(world.v1.id) == before
+        with core_db.get_engine().connect() as conn:
+            assert conn.scalar(text("SHOW statement_timeout")) == "700ms"
+        assert http.get(path, headers=h).headers["ETag"] == etag
     finally:
-        admin.dispose()
-    _assert_unavailable(r, elapsed)
-    assert r.json()["detail"] == "The database did not answer in the time allowed; try again shortly."
-    assert elapsed >= 0.7
-    assert _state(world.v1.id) == before
+        # The tests after this one get the service's own statement timeout again, not 700 ms.
+        monkeypatch.undo()
+        core_db.configure_engine(database_url)
     with core_db.get_engine().connect() as conn:
-        assert conn.scalar(text("SHOW statement_timeout")) == "700ms"
-    assert http.get(path, headers=h).headers["ETag"] == etag
+        assert conn.scalar(text("SHOW statement_timeout")) != "700ms"
 
 
 def test_migrations_and_bulk_loads_run_without_the_statement_timeout(engine: Engine, database_url: str) -> None:
