@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.core.db import WRITER_WAIT_SECONDS, new_session, waits_on_nothing, writer_gate
-from app.core.errors import ProblemError
+from app.core.errors import ProblemError, unavailable
 from app.core.loops import turn
 from app.core.observability import PRINCIPAL_SCOPE_KEY
 from app.core.permissions import Permission, Role, permissions_for
@@ -93,8 +93,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 def _database_busy() -> ProblemError:
-    return ProblemError(503, "database_unavailable", "The database is busy with other changes; try again shortly.",
-                        headers={"Retry-After": "5"})
+    return unavailable("database_unavailable", "The database is busy with other changes; try again shortly.")
 
 
 async def _end(session: Session, *, commit: bool) -> None:

@@ -89,6 +89,14 @@ def conflict(code: str, detail: str) -> ProblemError:
     return ProblemError(409, code, detail)
 
 
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable(code: str, detail: str) -> ProblemError:
+    """A 503 that tells the client when to try again (`Retry-After`)."""
+    return ProblemError(503, code, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def invalid(loc: list[str | int], msg: str, detail: str | None = None) -> ProblemError:
     """A 422 naming the offending field, for rules pydantic cannot check alone."""
     return ProblemError(422, "validation_error", detail or msg, errors=[{"loc": loc, "msg": msg}])

@@ -248,14 +248,19 @@ def _number(node: dict[str, Any], name: str, hint: Any, *, integer: bool) -> Any
     return int(value) if integer else value
 
 
-def problem_example(status: int, path: str) -> dict[str, Any]:
-    """What a problem answer of this status looks like (code and title as the service sends them in English)."""
-    code, title = _TITLES.get(status, ("error", "Error"))
-    code = _EXAMPLE_CODES.get(status, code)
+def problem_example(status: int, path: str | None, *, code: str | None = None,
+                    detail: str | None = None) -> dict[str, Any]:
+    """What a problem answer of this status looks like (code and title as the service sends them in English);
+    `code` and `detail` for a cause other than the status's usual one. Without `path` (an answer many operations
+    share) it names no `instance`."""
+    generic, title = _TITLES.get(status, ("error", "Error"))
+    code = code or _EXAMPLE_CODES.get(status, generic)
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code.replace("_", "-"), "title": title, "status": status,
-        "detail": _PROBLEM_DETAILS.get(status, title), "code": code, "instance": re.sub(r"\{[^}]+\}", "1", path),
+        "detail": detail or _PROBLEM_DETAILS.get(status, title), "code": code,
     }
+    if path is not None:
+        body["instance"] = re.sub(r"\{[^}]+\}", "1", path)
     if status == 422:
         body["errors"] = [{"loc": ["body", "name"], "msg": "Field required", "type": "missing"}]
     return body
@@ -391,14 +396,6 @@ def document_database_unavailable(doc: dict[str, Any], operation_ids: Collection
     lists both of its causes as named examples. Every 429 and 503 documents its Retry-After header."""
     from app.core.pagination import CSV_MEDIA_TYPE, TOO_MANY_EXPORTS
 
-    def problem(status: int, path: str | None, **fields: str) -> dict[str, Any]:
-        """A problem example; without `path` (a response many operations share) it names no `instance`."""
-        example = {**problem_example(status, path or ""), **fields}
-        example["type"] = PROBLEM_BASE + example["code"].replace("_", "-")
-        if path is None:
-            del example["instance"]
-        return example
-
     def shared(description: str, examples: dict[str, dict[str, Any]]) -> dict[str, Any]:
         media: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/Problem"}}
         if len(examples) == 1:
@@ -408,9 +405,9 @@ def document_database_unavailable(doc: dict[str, Any], operation_ids: Collection
         return {"description": description, "headers": copy.deepcopy(RETRY_AFTER),
                 "content": {PROBLEM_MEDIA_TYPE: media}}
 
-    database = {"summary": "The database is not reachable or busy", "value": problem(503, None)}
+    database = {"summary": "The database is not reachable or busy", "value": problem_example(503, None)}
     exports = {"summary": "An export (Accept: text/csv or .xlsx) waited too long for its turn",
-               "value": problem(503, None, code="service_unavailable", detail=TOO_MANY_EXPORTS)}
+               "value": problem_example(503, None, code="service_unavailable", detail=TOO_MANY_EXPORTS)}
     responses_kept = {
         "DatabaseUnavailable": shared(DATABASE_UNAVAILABLE, {"database_unavailable": database}),
         "ExportOrDatabaseUnavailable": shared(
@@ -434,7 +431,7 @@ def document_database_unavailable(doc: dict[str, Any], operation_ids: Collection
                         f"Service unavailable ({own['code']} or database_unavailable, see the examples); try again "
                         "after Retry-After seconds.",
                         {own["code"]: {"summary": own["detail"], "value": own},
-                         "database_unavailable": {**database, "value": problem(503, path)}})
+                         "database_unavailable": {**database, "value": problem_example(503, path)}})
                 else:
                     name = ("ExportOrDatabaseUnavailable" if CSV_MEDIA_TYPE in responses.get("200", {}).get(
                         "content", {}) else "DatabaseUnavailable")

@@ -15,9 +15,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from app.core.db import WRITER_WAIT_SECONDS
-from app.core.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, ProblemError, invalid, problem_response, problem_responses
+from app.core.errors import PROBLEM_MEDIA_TYPE, ProblemError, invalid, problem_response, problem_responses, unavailable
 from app.core.history import recorded
 from app.core.loops import per_loop, turn
+from app.core.openapi import problem_example
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.permissions import Role
 from app.deps import CurrentUser, ItemId, OptionalIdQuery, SessionDep, UsersManage, UsersRead
@@ -132,7 +133,7 @@ TOO_MANY_PASSWORDS = "Too many logins or password changes at once; try again sho
 
 
 def _too_many_passwords() -> ProblemError:
-    return ProblemError(503, "service_unavailable", TOO_MANY_PASSWORDS, headers={"Retry-After": "5"})
+    return unavailable("service_unavailable", TOO_MANY_PASSWORDS)
 
 
 def _password_turn_held() -> AbstractAsyncContextManager[None]:
@@ -186,11 +187,10 @@ NewPasswordTurn = Annotated[None, Depends(_new_password_turn, scope="function")]
 
 def _password_busy(path: str) -> dict[int | str, dict[str, Any]]:
     """The 503 of a route that takes a password turn, with its own example."""
-    return {503: {**problem_responses(503)[503], "content": {PROBLEM_MEDIA_TYPE: {
-        "schema": {"$ref": "#/components/schemas/Problem"},
-        "example": {"type": PROBLEM_BASE + "service-unavailable",
-                    "title": "Service unavailable", "status": 503, "detail": TOO_MANY_PASSWORDS,
-                    "code": "service_unavailable", "instance": path}}}}}
+    documented = problem_responses(503)[503]
+    documented["content"][PROBLEM_MEDIA_TYPE]["example"] = problem_example(
+        503, path, code="service_unavailable", detail=TOO_MANY_PASSWORDS)
+    return {503: documented}
 
 
 @auth.post(
