@@ -185,7 +185,7 @@ def install_error_handlers(app: FastAPI) -> None:
                   if getattr(orig, "sqlstate", None) == QUERY_CANCELED
                   else "The database is not reachable; try again shortly.")
         return problem_response(request, 503, "database_unavailable", "Service unavailable", detail,
-                                headers={"Retry-After": "5"})
+                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(DataError)
     async def _data(request: Request, exc: DataError) -> JSONResponse:

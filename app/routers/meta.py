@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from app.core.db import get_engine
 from app.core.enums import describe_all
-from app.core.errors import problem_response, problem_responses
+from app.core.errors import RETRY_AFTER_SECONDS, problem_response, problem_responses
 from app.core.i18n import CONTENT_LANGUAGE, preferred_language
 from app.core.observability import REGISTRY
 from app.deps import CurrentUser
@@ -69,7 +69,7 @@ def readyz(request: Request) -> Any:
             conn.execute(text("SELECT 1"))
     except Exception:
         return problem_response(request, 503, "database_unavailable", "Service unavailable",
-                                "The database is not reachable.", headers={"Retry-After": "5"})
+                                "The database is not reachable.", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     return {"status": "ready"}
 
 
