@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
@@ -87,15 +88,22 @@ def require_org_in_scope(session: Session, actor: Actor, org_id: int) -> str:
     return path
 
 
-def get_in_scope(session: Session, actor: Actor, model: type[M], record_id: int, what: str) -> tuple[M, str]:
-    """The record and its organisation's path, or 404 when absent or outside the actor's scope (one statement)."""
+@functools.cache
+def _in_scope_statement(model: type[SQLModel]) -> Select[Any]:
+    # Built once per model, its id a bound parameter: SQLAlchemy then finds its compiled form by a cache key it
+    # computed once, where a statement built per call has its key computed on every call (issue 8).
     from app.models.organizations import Organization
 
-    row = session.execute(
+    return (
         select(model, Organization.path)
         .join(Organization, Organization.id == model.org_id)  # type: ignore[attr-defined]
-        .where(model.id == record_id)  # type: ignore[attr-defined]
-    ).first()
+        .where(model.id == bindparam("record_id"))  # type: ignore[attr-defined]
+    )
+
+
+def get_in_scope(session: Session, actor: Actor, model: type[M], record_id: int, what: str) -> tuple[M, str]:
+    """The record and its organisation's path, or 404 when absent or outside the actor's scope (one statement)."""
+    row = session.execute(_in_scope_statement(model), {"record_id": record_id}).first()
     if row is None or not actor.covers(row[1]):
         raise not_found(what, record_id)
     return row[0], row[1]
