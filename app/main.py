@@ -131,10 +131,10 @@ def _one_hop_per_endpoint(router: APIRouter) -> None:
 
 
 def _short_read(route: APIRoute) -> bool:
-    """A route answering one record by id (`@recorded`) or a cached summary (`@serves_json`), and not an
-    audited read."""
-    audited = (route.openapi_extra or {}).get("x-audited-read", False)
-    return (recorded_info(route.endpoint) is not None or serves_json_from_cache(route.endpoint)) and not audited
+    """A route answering one record by id (`@recorded`) or a cached summary (`@serves_json`). An audited one
+    among them runs as a short read only when its caller's read writes no audit row (app.deps.as_async_endpoint
+    looks at the request's session)."""
+    return recorded_info(route.endpoint) is not None or serves_json_from_cache(route.endpoint)
 
 
 def _digits_only_ids(router: APIRouter) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.permissions import ROLE_PERMISSIONS, Permission
-from app.deps import get_current_actor
+from app.deps import resolves_actor
 from app.main import app
 from app.models.audit import AuditLog
 from app.models.organizations import Organization
@@ -74,7 +74,7 @@ def required_permissions(route: Any) -> frozenset[Permission]:
 
 
 def needs_token(route: Any) -> bool:
-    return any(dep.call is get_current_actor for dep in _walk(route.dependant))
+    return any(resolves_actor(dep.call) for dep in _walk(route.dependant))
 
 
 def _operations() -> dict[str, Operation]:

@@ -91,6 +91,35 @@ def test_a_cached_summary_is_a_short_read(
         assert statements and all(in_tx is (engine.dialect.name == "sqlite") for _, in_tx in statements), statements
 
 
+def test_an_audited_read_is_short_unless_it_writes_its_audit_row(
+    http: TestClient, subtree: Subtree, engine: Engine, statements: list[tuple[str, bool]],  # noqa: F811
+) -> None:
+    """A person by id, masked for a township administrator: a short read, as any record by id (on PostgreSQL
+    its statements run alone, on SQLite in a transaction). Unmasked for the city, which may read personal data:
+    the read writes its audit row, in a transaction, as any write."""
+    from app.core.db import session_scope
+    from tests.factories import id_number, make_person
+
+    with session_scope() as s:
+        village = s.get(Organization, subtree.village)
+        assert village is not None
+        person_id = make_person(s, village, name="短读人", id_no=id_number(birth="19700808", seq=808)).id
+    path = f"/api/v1/people/{person_id}"
+    statements.clear()
+    masked = http.get(path, headers=auth(subtree, "town"))
+    assert masked.status_code == 200, masked.text
+    assert "*" in masked.json()["id_number"]
+    assert statements and {kind for kind, _ in statements} == {"SELECT"}, statements
+    assert [in_tx for _, in_tx in statements] == [engine.dialect.name == "sqlite"] * len(statements), statements
+
+    statements.clear()
+    unmasked = http.get(path, headers=auth(subtree, "city"))
+    assert unmasked.status_code == 200, unmasked.text
+    assert "*" not in unmasked.json()["id_number"]
+    assert "INSERT" in {kind for kind, _ in statements}, statements  # the person.pii_read audit row
+    assert all(in_tx for _, in_tx in statements), statements
+
+
 def test_the_dues_arrears_merge_reads_through_server_side_cursors_of_a_read_request(
     http: TestClient, subtree: Subtree, statements: list[tuple[str, bool]],  # noqa: F811
 ) -> None:
