@@ -127,13 +127,14 @@ def _one_hop_per_endpoint(router: APIRouter) -> None:
     it."""
     for route in router.routes:
         if isinstance(route, APIRoute) and not inspect.iscoroutinefunction(route.endpoint):
-            route.endpoint = as_async_endpoint(route.endpoint, short_read=_short_read(route))
+            route.endpoint = as_async_endpoint(route.endpoint, short_read=_short_read(route),
+                                               audited=bool((route.openapi_extra or {}).get("x-audited-read")))
 
 
 def _short_read(route: APIRoute) -> bool:
     """A route answering one record by id (`@recorded`) or a cached summary (`@serves_json`). An audited one
-    among them runs as a short read only when its caller's read writes no audit row (app.deps.as_async_endpoint
-    looks at the request's session)."""
+    among them runs as a short read only for a caller whose read writes no audit row (app.deps.as_async_endpoint
+    looks at the caller and the request's session)."""
     return recorded_info(route.endpoint) is not None or serves_json_from_cache(route.endpoint)
 
 

@@ -10,6 +10,7 @@ the real engine and its pool, as the service does."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from test_races import Subtree, auth, http, subtree  # noqa: F401  (fixtures)
 
 from app.core import db as core_db
 from app.models.organizations import Organization
+
+WORKER_THREAD = "AnyIO worker thread"  # the name anyio gives the threads of run_in_threadpool
 
 
 def _in_transaction(dbapi_connection: Any) -> bool:
@@ -105,19 +108,32 @@ def test_an_audited_read_is_short_unless_it_writes_its_audit_row(
         assert village is not None
         person_id = make_person(s, village, name="短读人", id_no=id_number(birth="19700808", seq=808)).id
     path = f"/api/v1/people/{person_id}"
-    statements.clear()
-    masked = http.get(path, headers=auth(subtree, "town"))
-    assert masked.status_code == 200, masked.text
-    assert "*" in masked.json()["id_number"]
-    assert statements and {kind for kind, _ in statements} == {"SELECT"}, statements
-    assert [in_tx for _, in_tx in statements] == [engine.dialect.name == "sqlite"] * len(statements), statements
+    threads: list[str] = []  # on SQLite a short read runs in the event loop, anything else in a worker thread
 
-    statements.clear()
-    unmasked = http.get(path, headers=auth(subtree, "city"))
-    assert unmasked.status_code == 200, unmasked.text
-    assert "*" not in unmasked.json()["id_number"]
-    assert "INSERT" in {kind for kind, _ in statements}, statements  # the person.pii_read audit row
-    assert all(in_tx for _, in_tx in statements), statements
+    def note_thread(*_: Any) -> None:
+        threads.append(threading.current_thread().name)
+
+    event.listen(Engine, "before_cursor_execute", note_thread)
+    try:
+        statements.clear()
+        masked = http.get(path, headers=auth(subtree, "town"))
+        assert masked.status_code == 200, masked.text
+        assert "*" in masked.json()["id_number"]
+        assert statements and {kind for kind, _ in statements} == {"SELECT"}, statements
+        sqlite = engine.dialect.name == "sqlite"
+        assert [in_tx for _, in_tx in statements] == [sqlite] * len(statements), statements
+        assert threads and all((name == WORKER_THREAD) is not sqlite for name in threads), threads
+
+        statements.clear()
+        threads.clear()
+        unmasked = http.get(path, headers=auth(subtree, "city"))
+        assert unmasked.status_code == 200, unmasked.text
+        assert "*" not in unmasked.json()["id_number"]
+        assert "INSERT" in {kind for kind, _ in statements}, statements  # the person.pii_read audit row
+        assert all(in_tx for _, in_tx in statements), statements
+        assert threads and all(name == WORKER_THREAD for name in threads), threads
+    finally:
+        event.remove(Engine, "before_cursor_execute", note_thread)
 
 
 def test_the_dues_arrears_merge_reads_through_server_side_cursors_of_a_read_request(
@@ -165,3 +181,20 @@ def test_sqlite_hands_out_a_connection_without_waiting_however_many_are_out(tmp_
         for conn in held:
             conn.close()
         engine.dispose()
+
+
+def test_a_read_that_changed_an_entity_is_refused_when_it_ends(
+    subtree: Subtree, engine: Engine,  # noqa: F811
+) -> None:
+    """A request's read ends without a commit on SQLite (app.deps._finish): one that changed an entity by mistake
+    must still meet the read-only session's refusal, never answer as if the change were kept."""
+    from app.deps import _finish
+
+    session = core_db.new_session()
+    village = session.get(Organization, subtree.village)
+    assert village is not None
+    village.name = "读时被改"
+    with pytest.raises(RuntimeError, match="read-only session cannot write"):
+        _finish(session, commit=True)
+    with core_db.session_scope(write=False) as check:
+        assert check.get(Organization, subtree.village).name != "读时被改"  # type: ignore[union-attr]
