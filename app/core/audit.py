@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.core.context import request_id_var
@@ -70,9 +70,16 @@ def hashed_fields(row: AuditLog) -> dict[str, Any]:
     }
 
 
-# The chain's head, locked until the writer's commit (built once: every audited write runs it).
-_LOCK_HEAD = (select(AuditChainHead).where(AuditChainHead.id == 1).with_for_update()
-              .execution_options(populate_existing=True))
+# The chain's head, locked until the writer's commit, and the two statements of an append: built once (every
+# audited write runs them). Plain table statements, not a flush of ORM objects: the unit of work's bookkeeping for
+# the new row and the head was a tenth of a create's instructions (issue 8). The head is never an ORM object, so
+# no session holds a stale copy of it across transactions. The caller's own changes are flushed by the commit, if
+# not before.
+_HEAD = AuditChainHead.__table__  # type: ignore[attr-defined]
+_LOCK_HEAD = select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+_APPEND = insert(AuditLog.__table__)  # type: ignore[attr-defined]
+_MOVE_HEAD = (update(_HEAD).where(_HEAD.c.id == 1)
+              .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash")))
 
 
 def record(
@@ -94,14 +101,14 @@ def record(
         with session_scope() as own:
             return record(own, actor=actor, action=action, entity=entity, entity_id=entity_id, org_id=org_id,
                           before=before, after=after)
-    # populate_existing: a head object cached by this session from an earlier transaction is stale.
-    head = session.scalar(_LOCK_HEAD)
+    head = session.execute(_LOCK_HEAD).first()
     if head is None:
-        head = AuditChainHead(id=1, last_id=0, last_hash=GENESIS_HASH)
-        session.add(head)
-        session.flush()
+        session.execute(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS_HASH))
+        last_id, last_hash = 0, GENESIS_HASH
+    else:
+        last_id, last_hash = head
     row = AuditLog(
-        id=head.last_id + 1,
+        id=last_id + 1,
         at=utcnow(),
         user_id=actor.user_id,
         username=actor.username,
@@ -114,15 +121,13 @@ def record(
         before=jsonable(before) if before is not None else None,
         after=jsonable(after) if after is not None else None,
         request_id=request_id_var.get(),
-        prev_hash=head.last_hash,
+        prev_hash=last_hash,
         hash="",
     )
     row.hash = row_digest(row.prev_hash, hashed_fields(row))
-    head.last_id = row.id
-    head.last_hash = row.hash
-    session.add(row)
-    session.flush()
-    return row
+    session.execute(_APPEND, {c.key: getattr(row, c.key) for c in AuditLog.__table__.columns})  # type: ignore[attr-defined]
+    session.execute(_MOVE_HEAD, {"new_last_id": row.id, "new_last_hash": row.hash})
+    return row  # as written; not in the session
 
 
 def changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
