@@ -16,8 +16,8 @@ and the database server's own work on PostgreSQL are not in them): confirm a gai
 
 Needs valgrind with its headers (Debian: valgrind) and a C compiler, for the two-function library that turns
 counting on and off. The dataset is the benchmark's: the SQLite file of `make bench` (made if missing; each
-case runs on a copy of it), or a kept PostgreSQL database (BENCH_DATABASE_URL with BENCH_PG_KEEP). Cases are `make bench`'s, except the ceiling
-and the token (argon2 under valgrind takes minutes).
+case runs on a copy of it), or a kept PostgreSQL database (BENCH_DATABASE_URL with BENCH_PG_KEEP). Cases are
+`make bench`'s, except the ceiling and the token (argon2 under valgrind takes minutes).
 """
 
 from __future__ import annotations
