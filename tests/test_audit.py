@@ -392,7 +392,8 @@ def test_chain_stays_valid_under_concurrent_writers(committed_actor: Actor) -> N
 
 
 def test_a_session_reused_across_commits_appends_after_the_real_head(committed_actor: Actor) -> None:
-    """Regression: sessions keep objects after commit; a cached chain head must not be reused."""
+    """Regression: sessions keep objects after commit; a cached chain head must not be reused (the head is read
+    with a plain statement now, never as an ORM object, and this keeps the chain in order across reused sessions)."""
     marker = f"reuse_{next(_names)}_{dt.datetime.now(dt.UTC).timestamp()}"
     first = core_db.new_session(write=True)
     try:
@@ -412,3 +413,18 @@ def test_a_session_reused_across_commits_appends_after_the_real_head(committed_a
         assert ids == ["1", "2", "3"]
         assert third.prev_hash == session.scalar(select(AuditLog.hash).where(AuditLog.id == third.id - 1))
         assert audit_service.verify(session).ok
+
+
+def test_an_append_writes_a_pending_change_first(db: Session, world: World) -> None:
+    """record() is called after the change is flushed; a caller that forgot still gets its change written before
+    the audit row (the row is written with plain statements, which flush nothing themselves)."""
+    from app.models.organizations import Organization
+
+    village = db.get(Organization, world.v1.id)
+    assert village is not None
+    village.name = "先写后记"
+    audit.record(db, actor=Actor.system(), action="organization.update", entity="organization",
+                 entity_id=village.id, org_id=village.id, after={"name": "先写后记"})
+    with db.no_autoflush:
+        assert not db.dirty
+        assert db.scalar(select(Organization.name).where(Organization.id == world.v1.id)) == "先写后记"

@@ -73,8 +73,7 @@ def hashed_fields(row: AuditLog) -> dict[str, Any]:
 # The chain's head, locked until the writer's commit, and the two statements of an append: built once (every
 # audited write runs them). Plain table statements, not a flush of ORM objects: the unit of work's bookkeeping for
 # the new row and the head was a tenth of a create's instructions (issue 8). The head is never an ORM object, so
-# no session holds a stale copy of it across transactions. The caller's own changes are flushed by the commit, if
-# not before.
+# no session holds a stale copy of it across transactions.
 _HEAD = AuditChainHead.__table__  # type: ignore[attr-defined]
 _LOCK_HEAD = select(_HEAD.c.last_id, _HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
 _APPEND = insert(AuditLog.__table__)  # type: ignore[attr-defined]
@@ -101,6 +100,8 @@ def record(
         with session_scope() as own:
             return record(own, actor=actor, action=action, entity=entity, entity_id=entity_id, org_id=org_id,
                           before=before, after=after)
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # the change first, as the rule above asks (callers flush already; this is the net)
     head = session.execute(_LOCK_HEAD).first()
     if head is None:
         session.execute(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS_HASH))
