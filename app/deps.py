@@ -270,7 +270,6 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Actor]]
     return check
 
 
-
 def _needs(permission: Permission) -> object:
     return Depends(require(permission))
 
