@@ -25,7 +25,7 @@ from app.core.input_guard import InputGuardMiddleware
 from app.core.observability import ObservabilityMiddleware, configure_logging
 from app.core.openapi import finish_contract
 from app.core.report_cache import serves_json_from_cache
-from app.deps import as_async_endpoint
+from app.deps import as_async_endpoint, audited_read
 from app.routers import ROUTERS
 
 DESCRIPTION = """Records of a city's grassroots Party organisations: the organisation tree, its people,
@@ -128,7 +128,7 @@ def _one_hop_per_endpoint(router: APIRouter) -> None:
     for route in router.routes:
         if isinstance(route, APIRoute) and not inspect.iscoroutinefunction(route.endpoint):
             route.endpoint = as_async_endpoint(route.endpoint, short_read=_short_read(route),
-                                               audited=bool((route.openapi_extra or {}).get("x-audited-read")))
+                                               audited=audited_read(route))
 
 
 def _short_read(route: APIRoute) -> bool:
