@@ -428,3 +428,8 @@ def test_an_append_writes_a_pending_change_first(db: Session, world: World) -> N
     with db.no_autoflush:
         assert not db.dirty
         assert db.scalar(select(Organization.name).where(Organization.id == world.v1.id)) == "先写后记"
+
+
+def test_the_row_record_returns_has_the_columns_of_the_audit_log() -> None:
+    """record() writes the AppendedRow's fields as the audit_log row: the two name the same columns, in order."""
+    assert audit.AppendedRow._fields == tuple(c.key for c in AuditLog.__table__.columns)

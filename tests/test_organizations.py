@@ -30,10 +30,17 @@ def test_township_creates_village_with_extended_code(client: TestClient, world: 
     r = client.post("/api/v1/organizations", json=body, headers=world.auth("t1"))
     assert r.status_code == 201, r.text
     assert r.headers["Location"].endswith(f"/{r.json()['id']}")
-    assert r.json()["path"] == f"{world.t1.path}{r.json()['id']}/"
-    rows = db.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "organization.create",
-                                                                      AuditLog.id > mark))
-    assert rows == 1
+    created = r.json()
+    assert created["path"] == f"{world.t1.path}{created['id']}/"
+    rows = list(db.scalars(select(AuditLog).where(AuditLog.action == "organization.create", AuditLog.id > mark)))
+    assert len(rows) == 1
+    # The path is set after the insert (it ends in the new id): the stored row, its audit row and a later read
+    # all agree with the answer, and the answer's updated_at is the stored one.
+    assert rows[0].after is not None and rows[0].after["path"] == created["path"]
+    assert rows[0].after["updated_at"] == db.scalar(select(Organization.updated_at).where(
+        Organization.id == created["id"])).isoformat()
+    again = client.get(r.headers["Location"], headers=world.auth("t1"))
+    assert again.json() == created and again.headers["ETag"] == r.headers["ETag"]
 
 
 def test_bad_code_and_level_mismatch_store_nothing(client: TestClient, world: World, db: Session) -> None:
