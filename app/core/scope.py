@@ -74,10 +74,18 @@ def within(stmt: Select[Any], org_id_column: Any, org_path: str, *, subtree: boo
     return stmt.where(org_id_column == org_id)
 
 
-def org_path_of(session: Session, org_id: int) -> str | None:
+@functools.cache
+def _path_statement() -> Select[Any]:
+    # Built once, of the table's columns (no ORM compile step), its id a bound parameter: every list filtered by
+    # `org_id` runs it (issue 8).
     from app.models.organizations import Organization
 
-    return session.scalar(select(Organization.path).where(Organization.id == org_id))
+    orgs = Organization.__table__.c  # type: ignore[attr-defined]
+    return select(orgs.path).where(orgs.id == bindparam("org_id"))
+
+
+def org_path_of(session: Session, org_id: int) -> str | None:
+    return session.scalar(_path_statement(), {"org_id": org_id})
 
 
 def require_org_in_scope(session: Session, actor: Actor, org_id: int) -> str:
