@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app.core.scope import subtree_org_ids
+from app.core.errors import ProblemError
+from app.core.permissions import permissions_for
+from app.core.scope import Actor, scoped_to, subtree_org_ids
+from app.models.people import Person
 from tests.factories import World, make_org
 
 
@@ -35,3 +38,26 @@ def test_a_name_search_is_case_sensitive_on_every_database(client: TestClient, w
 
     assert found("Tea") == [branch.id]
     assert found("tea") == []
+
+
+def test_a_list_filtered_by_an_organisation_in_scope_carries_one_scope_condition(db: Session, world: World) -> None:
+    """`scoped_to`: an `org_id` in the caller's scope replaces the caller's subtree (which holds it) in the
+    statement; without one the caller's subtree is the condition; one outside it is a 404 and builds nothing."""
+    user = world.users["t1"]
+    actor = Actor(user.id, user.username, user.role, world.t1.id, world.t1.path, permissions_for(user.role))
+    stmt = select(Person.id)
+
+    def where(org_id: int | None, subtree: bool) -> tuple[str, list[object]]:
+        compiled = scoped_to(db, stmt, Person.org_id, actor, org_id, subtree=subtree).compile(db.connection())
+        return str(compiled), list(compiled.params.values())
+
+    sql, values = where(world.v1.id, True)
+    assert sql.count("LIKE") == 1 and values == [f"{world.v1.path}%"]
+    sql, values = where(None, False)
+    assert sql.count("LIKE") == 1 and values == [f"{world.t1.path}%"]
+    sql, values = where(world.v1.id, False)
+    assert "LIKE" not in sql and values == [world.v1.id]
+    for outside in (world.t2.id, world.city.id, 10**9):
+        with pytest.raises(ProblemError) as refused:
+            scoped_to(db, stmt, Person.org_id, actor, outside, subtree=True)
+        assert refused.value.status == 404

@@ -54,6 +54,7 @@ def in_subtree(path_column: Any, prefix: str) -> ColumnElement[bool]:
     return path_column.like(prefix + "%")
 
 
+@functools.lru_cache(maxsize=512)
 def subtree_org_ids(prefix: str) -> Select[Any]:
     from app.models.organizations import Organization
 
@@ -82,6 +83,19 @@ def _path_statement() -> Select[Any]:
 
     orgs = Organization.__table__.c  # type: ignore[attr-defined]
     return select(orgs.path).where(orgs.id == bindparam("org_id"))
+
+
+def scoped_to(
+    session: Session, stmt: Select[Any], org_id_column: Any, actor: Actor, org_id: int | None, *, subtree: bool
+) -> Select[Any]:
+    """The actor's scope and the `org_id` (+ `subtree`) list filter of API.md, as one condition: an organisation
+    asked for must be in scope (404 otherwise, `require_org_in_scope`), and then its subtree, within the actor's,
+    is the only filter the statement needs. (Both as two subqueries cost a township's page of people 4 % of its
+    instructions, issue 8.)"""
+    if org_id is None:
+        return scoped(stmt, org_id_column, actor)
+    path = require_org_in_scope(session, actor, org_id)
+    return within(stmt, org_id_column, path, subtree=subtree, org_id=org_id)
 
 
 def org_path_of(session: Session, org_id: int) -> str | None:

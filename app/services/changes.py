@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from app.core.pagination import invalid_cursor
-from app.core.scope import Actor, require_org_in_scope, scoped, within
+from app.core.scope import Actor, scoped_to
 from app.models.audit import AuditChainHead, AuditLog
 
 _CURSOR_PREFIX = "c1:"
@@ -60,12 +60,10 @@ def feed(session: Session, actor: Actor, filters: FeedFilters, after: int, limit
     The position moves past rows the filters skip too: it is the last row returned, or, when fewer than `limit`
     rows matched, the chain head read before the batch (every row up to it was committed and visible to the
     batch's query, which ran later)."""
-    stmt = scoped(select(AuditLog), AuditLog.org_id, actor).where(AuditLog.id > after)
+    stmt = scoped_to(session, select(AuditLog), AuditLog.org_id, actor, filters.org_id, subtree=filters.subtree)
+    stmt = stmt.where(AuditLog.id > after)
     if filters.entity:
         stmt = stmt.where(AuditLog.entity == filters.entity)
-    if filters.org_id is not None:
-        path = require_org_in_scope(session, actor, filters.org_id)
-        stmt = within(stmt, AuditLog.org_id, path, subtree=filters.subtree, org_id=filters.org_id)
     head = session.scalar(select(AuditChainHead.last_id).where(AuditChainHead.id == 1)) or 0
     rows = list(session.scalars(stmt.order_by(col(AuditLog.id)).limit(limit)))
     if len(rows) == limit:

@@ -24,7 +24,7 @@ from app.core import audit
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, subtree_org_ids, within
+from app.core.scope import Actor, in_subtree, require_org_in_scope, scoped, scoped_to, subtree_org_ids
 from app.models.frontline import (
     DutyMember,
     FrontlineGroup,
@@ -474,10 +474,7 @@ def _period(year: int | None, month: int | None) -> Any:
 
 def list_visits(session: Session, actor: Actor, params: PageParams, *, group_id: int | None, org_id: int | None,
                 subtree: bool, year: int | None, month: int | None) -> tuple[list[VisitPublic], int]:
-    stmt = scoped(select(FrontlineVisit), FrontlineVisit.org_id, actor)
-    if org_id is not None:
-        path = require_org_in_scope(session, actor, org_id)
-        stmt = within(stmt, FrontlineVisit.org_id, path, subtree=subtree, org_id=org_id)
+    stmt = scoped_to(session, select(FrontlineVisit), FrontlineVisit.org_id, actor, org_id, subtree=subtree)
     if group_id is not None:
         stmt = stmt.where(FrontlineVisit.group_id == group_id)
     period = _period(year, month)
@@ -495,10 +492,7 @@ def summary(session: Session, actor: Actor, *, year: int, month: int | None, gro
     conditions = [_period(year, month)]
     if group_id is not None:
         conditions.append(FrontlineVisit.group_id == group_id)
-    base = scoped(select(FrontlineVisit.id), FrontlineVisit.org_id, actor)
-    if org_id is not None:
-        path = require_org_in_scope(session, actor, org_id)
-        base = within(base, FrontlineVisit.org_id, path, subtree=subtree, org_id=org_id)
+    base = scoped_to(session, select(FrontlineVisit.id), FrontlineVisit.org_id, actor, org_id, subtree=subtree)
     visit_ids = base.where(*conditions)
     rows = session.execute(
         select(FrontlineVisit.group_id, FrontlineGroup.name, FrontlineGroup.department, FrontlineVisit.org_id,

@@ -40,7 +40,7 @@ _BY_ID = select(Organization).where(Organization.id == bindparam("org_id"))
 # its onupdate does not fire: the row stays as inserted, as the object in the session holds it.
 _ORGS = Organization.__table__.c  # type: ignore[attr-defined]
 _SET_PATH = (
-    update(Organization.__table__)  # type: ignore[arg-type]
+    update(Organization.__table__)  # type: ignore[attr-defined]
     .where(_ORGS.id == bindparam("org_id"))
     .values(path=bindparam("new_path"), updated_at=_ORGS.updated_at)
 )

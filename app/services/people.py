@@ -25,7 +25,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.permissions import Permission
-from app.core.scope import Actor, get_in_scope, require_org_in_scope, scoped, subtree_org_ids, within
+from app.core.scope import Actor, get_in_scope, require_org_in_scope, scoped_to, subtree_org_ids, within
 from app.core.security import decrypt_pii, encrypt_pii, mask_id_number, mask_phone, pii_lookup_hash
 from app.core.versioning import versioned_update
 from app.models.organizations import Organization, OrgStatus
@@ -187,10 +187,7 @@ def _holds_office(on: dt.date, title: str | None = None) -> Any:
 
 def list_page(session: Session, actor: Actor, filters: PersonFilters, params: PageParams) -> tuple[list[Person], int]:
     """People whose organisation is in the actor's scope; `has_position`/`title` look at positions held on `on`."""
-    stmt = scoped(select(Person), Person.org_id, actor)
-    if filters.org_id is not None:
-        path = require_org_in_scope(session, actor, filters.org_id)
-        stmt = within(stmt, Person.org_id, path, subtree=filters.subtree, org_id=filters.org_id)
+    stmt = scoped_to(session, select(Person), Person.org_id, actor, filters.org_id, subtree=filters.subtree)
     if filters.member_status:
         stmt = stmt.where(Person.member_status == filters.member_status)
     if filters.status:

@@ -24,7 +24,16 @@ from sqlmodel import col
 from app.core import audit
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
-from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, scoped, subtree_org_ids, within
+from app.core.scope import (
+    Actor,
+    get_in_scope,
+    in_subtree,
+    require_org_in_scope,
+    scoped,
+    scoped_to,
+    subtree_org_ids,
+    within,
+)
 from app.core.versioning import transition_update, versioned_update
 from app.models.funds.budgets import BudgetCategory, BudgetLine, Disbursement
 from app.models.organizations import Organization, OrgLevel, OrgStatus
@@ -494,11 +503,8 @@ def close_school(session: Session, actor: Actor, school_id: int, closed_on: dt.d
 
 def list_schools(session: Session, actor: Actor, params: PageParams, *, kind: str | None, status: str | None,
                  org_id: int | None, subtree: bool) -> tuple[list[SchoolPublic], int]:
-    stmt = scoped(select(School, Organization.name).join(Organization, Organization.id == School.org_id),
-                  School.org_id, actor)
-    if org_id is not None:
-        path = require_org_in_scope(session, actor, org_id)
-        stmt = within(stmt, School.org_id, path, subtree=subtree, org_id=org_id)
+    stmt = scoped_to(session, select(School, Organization.name).join(Organization, Organization.id == School.org_id),
+                     School.org_id, actor, org_id, subtree=subtree)
     if kind is not None:
         stmt = stmt.where(School.kind == kind)
     if status is not None:

@@ -18,7 +18,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
+from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped_to
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgStatus
 from app.models.people import Person, Position, PositionTitle
@@ -117,10 +117,7 @@ class LetterFilters:
 def list_page(
     session: Session, actor: Actor, filters: LetterFilters, params: PageParams
 ) -> tuple[list[LetterPublic], int]:
-    stmt = scoped(_rows(), L.org_id, actor)
-    if filters.org_id is not None:
-        path = require_org_in_scope(session, actor, filters.org_id)
-        stmt = within(stmt, L.org_id, path, subtree=filters.subtree, org_id=filters.org_id)
+    stmt = scoped_to(session, _rows(), L.org_id, actor, filters.org_id, subtree=filters.subtree)
     for name in ("year", "kind", "status", "holder_person_id"):
         value = getattr(filters, name)
         if value is not None:

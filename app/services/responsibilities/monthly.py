@@ -18,7 +18,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.permissions import Permission
-from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
+from app.core.scope import Actor, in_subtree, require_level_above, scoped_to
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.responsibilities.monthly import (
@@ -439,10 +439,7 @@ def list_assignments(session: Session, actor: Actor, filters: AssignmentFilters,
                      params: PageParams) -> tuple[list[TaskAssignmentPublic], int]:
     """Assignments in scope; `overdue` is evaluated in the query against today's date."""
     today = clock.today()
-    stmt = scoped(_assignment_rows(), A.org_id, actor)
-    if filters.org_id is not None:
-        path = require_org_in_scope(session, actor, filters.org_id)
-        stmt = within(stmt, A.org_id, path, subtree=filters.subtree, org_id=filters.org_id)
+    stmt = scoped_to(session, _assignment_rows(), A.org_id, actor, filters.org_id, subtree=filters.subtree)
     for name in ("month", "status", "category", "list_id", "task_id"):
         value = getattr(filters, name)
         if value is not None:

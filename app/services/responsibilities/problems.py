@@ -18,7 +18,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
+from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, scoped_to
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgStatus
 from app.models.people import Person
@@ -110,13 +110,10 @@ def list_page(
 ) -> tuple[list[ProblemPublic], int]:
     """Problems in scope; `overdue` is evaluated in the query against today's date."""
     today = clock.today()
-    stmt = scoped(
-        select(Problem, Organization.name).join(Organization, Organization.id == Problem.org_id),
-        Problem.org_id, actor,
+    stmt = scoped_to(
+        session, select(Problem, Organization.name).join(Organization, Organization.id == Problem.org_id),
+        Problem.org_id, actor, filters.org_id, subtree=filters.subtree,
     )
-    if filters.org_id is not None:
-        path = require_org_in_scope(session, actor, filters.org_id)
-        stmt = within(stmt, Problem.org_id, path, subtree=filters.subtree, org_id=filters.org_id)
     for name in ("year", "source", "status", "responsible_person_id", "link_entity", "link_id"):
         value = getattr(filters, name)
         if value is not None:
@@ -410,14 +407,11 @@ def list_inspections(
         .where(Problem.link_entity == INSPECTION_LINK, Problem.link_id == QuarterlyInspection.id)
         .correlate(QuarterlyInspection).scalar_subquery()
     )
-    stmt = scoped(
-        select(QuarterlyInspection, Organization.name, problem_count)
+    stmt = scoped_to(
+        session, select(QuarterlyInspection, Organization.name, problem_count)
         .join(Organization, Organization.id == QuarterlyInspection.org_id),
-        QuarterlyInspection.org_id, actor,
+        QuarterlyInspection.org_id, actor, org_id, subtree=subtree,
     )
-    if org_id is not None:
-        path = require_org_in_scope(session, actor, org_id)
-        stmt = within(stmt, QuarterlyInspection.org_id, path, subtree=subtree, org_id=org_id)
     if year is not None:
         stmt = stmt.where(QuarterlyInspection.year == year)
     if quarter is not None:

@@ -22,7 +22,7 @@ from app.core.db import utcnow
 from app.core.errors import ProblemError, conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped, within
+from app.core.scope import Actor, in_subtree, require_level_above, require_org_in_scope, scoped_to
 from app.core.versioning import transition_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.standards import (
@@ -88,10 +88,8 @@ def public(a: StandardAudit) -> AuditPublic:
 
 def list_audits(session: Session, actor: Actor, filters: AuditFilters,
                 params: PageParams) -> tuple[list[AuditPublic], int]:
-    stmt = scoped(select(StandardAudit), StandardAudit.org_id, actor)
-    if filters.org_id is not None:
-        path = require_org_in_scope(session, actor, filters.org_id)
-        stmt = within(stmt, StandardAudit.org_id, path, subtree=filters.subtree, org_id=filters.org_id)
+    stmt = scoped_to(session, select(StandardAudit), StandardAudit.org_id, actor, filters.org_id,
+                     subtree=filters.subtree)
     for name in ("set_id", "year", "quarter", "kind", "status", "rating"):
         value = getattr(filters, name)
         if value is not None:

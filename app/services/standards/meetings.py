@@ -13,7 +13,7 @@ from sqlmodel import col
 from app.core import audit
 from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
-from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, scoped, within
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, scoped_to
 from app.core.versioning import versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.standards import (
@@ -119,10 +119,8 @@ class RecordFilters:
 
 def list_records(session: Session, actor: Actor, filters: RecordFilters,
                  params: PageParams) -> tuple[list[MeetingRecord], int]:
-    stmt = scoped(select(MeetingRecord), MeetingRecord.org_id, actor)
-    if filters.org_id is not None:
-        path = require_org_in_scope(session, actor, filters.org_id)
-        stmt = within(stmt, MeetingRecord.org_id, path, subtree=filters.subtree, org_id=filters.org_id)
+    stmt = scoped_to(session, select(MeetingRecord), MeetingRecord.org_id, actor, filters.org_id,
+                     subtree=filters.subtree)
     if filters.meeting_type:
         stmt = stmt.where(MeetingRecord.meeting_type == filters.meeting_type)
     if filters.year is not None:

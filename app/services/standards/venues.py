@@ -14,7 +14,7 @@ from app.core.errors import conflict, invalid, not_found
 from app.core.money import from_fen, to_fen
 from app.core.pagination import PageParams, fetch_page
 from app.core.report_cache import cached_report
-from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, scoped, within
+from app.core.scope import Actor, get_in_scope, in_subtree, require_org_in_scope, scoped_to
 from app.core.versioning import transition_update, versioned_update
 from app.models.organizations import Organization, OrgLevel, OrgStatus
 from app.models.standards import (
@@ -103,10 +103,7 @@ class FacilityFilters:
 
 def list_facilities(session: Session, actor: Actor, filters: FacilityFilters,
                     params: PageParams) -> tuple[list[Facility], int]:
-    stmt = scoped(select(Facility), Facility.org_id, actor)
-    if filters.org_id is not None:
-        path = require_org_in_scope(session, actor, filters.org_id)
-        stmt = within(stmt, Facility.org_id, path, subtree=filters.subtree, org_id=filters.org_id)
+    stmt = scoped_to(session, select(Facility), Facility.org_id, actor, filters.org_id, subtree=filters.subtree)
     if filters.facility_type_id is not None:
         stmt = stmt.where(Facility.facility_type_id == filters.facility_type_id)
     if filters.condition:
@@ -172,10 +169,8 @@ class InvestmentFilters:
 
 def list_investments(session: Session, actor: Actor, filters: InvestmentFilters,
                      params: PageParams) -> tuple[list[VenueInvestmentPublic], int]:
-    stmt = scoped(select(VenueInvestment), VenueInvestment.org_id, actor)
-    if filters.org_id is not None:
-        path = require_org_in_scope(session, actor, filters.org_id)
-        stmt = within(stmt, VenueInvestment.org_id, path, subtree=filters.subtree, org_id=filters.org_id)
+    stmt = scoped_to(session, select(VenueInvestment), VenueInvestment.org_id, actor, filters.org_id,
+                     subtree=filters.subtree)
     if filters.year is not None:
         stmt = stmt.where(VenueInvestment.year == filters.year)
     if filters.funding_source:
