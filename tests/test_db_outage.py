@@ -197,7 +197,7 @@ def test_connections_killed_under_the_app_are_replaced_without_a_restart(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
         assert killed
-        for _ in range(3):  # every pooled connection was dead: each is pinged, dropped and replaced
+        for _ in range(3):  # every pooled connection was dead: each is found closed on checkout and replaced
             assert http.get(path, headers=h).status_code == 200
     finally:
         admin.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import select
 import threading
 import weakref
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
@@ -89,8 +91,8 @@ def create_db_engine(url: str, *, pool_size: int | None = None, statement_timeou
         _configure_sqlite(engine)
         return engine
     timeout = settings.db_statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
-    return create_engine(
-        url, pool_size=size, max_overflow=size, pool_pre_ping=True, pool_timeout=10, hide_parameters=True,
+    engine = create_engine(
+        url, pool_size=size, max_overflow=size, pool_timeout=10, hide_parameters=True,
         # Whatever the server's default: the short reads' autocommit (new_session(alone=True)) answers as their
         # transaction would only at READ COMMITTED, where each statement sees its own snapshot anyway.
         isolation_level="READ COMMITTED",
@@ -102,6 +104,26 @@ def create_db_engine(url: str, *, pool_size: int | None = None, statement_timeou
             "options": f"-c statement_timeout={timeout}",
         },
     )
+    # Instead of pool_pre_ping (a SELECT 1 round trip on every checkout, one of a get by id's three; issue 8).
+    event.listen(engine, "checkout", _closed_by_server)
+    return engine
+
+
+def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled PostgreSQL connection the server has closed is replaced before use, without a round trip.
+
+    A server that ends a connection (a restart, pg_terminate_backend, an idle timeout, a proxy going away) sends
+    its last message and closes the socket, so the idle socket polls readable; a live idle connection has nothing
+    to read (the service never LISTENs). DisconnectionError makes the pool drop it and check out another (a new
+    one when the server is gone: that connect fails as any would, 503). A peer that vanished without a word is
+    found by the first statement, as a SELECT 1 would have been: the keepalives and connect_timeout above bound
+    both."""
+    if dbapi_connection.closed:
+        raise DisconnectionError("the connection is closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed the connection")
 
 
 def _configure_sqlite(engine: Engine) -> None:
