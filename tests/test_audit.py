@@ -433,3 +433,28 @@ def test_an_append_writes_a_pending_change_first(db: Session, world: World) -> N
 def test_the_row_record_returns_has_the_columns_of_the_audit_log() -> None:
     """record() writes the AppendedRow's fields as the audit_log row: the two name the same columns, in order."""
     assert audit.AppendedRow._fields == tuple(c.key for c in AuditLog.__table__.columns)
+
+
+def test_an_append_moves_the_chain_head_with_its_row(db: Session, world: World) -> None:
+    """One append: the head is locked, then the row written and the head moved (on PostgreSQL in one statement,
+    a data-modifying WITH; SQLite has none, so two); the head then names the new row and its hash."""
+    seen: list[str] = []
+
+    def log(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    engine = db.get_bind()
+    db.execute(select(1))  # the test's own transaction (and savepoint) begun first
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        row = audit.record(db, actor=Actor.system(), action="test.append", entity="test", entity_id=1)
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    expected = 2 if engine.dialect.name == "postgresql" else 3
+    assert len(seen) == expected, seen
+    assert "FOR UPDATE" in seen[0] or engine.dialect.name == "sqlite"
+    head = db.execute(select(AuditChainHead.last_id, AuditChainHead.last_hash)
+                      .where(AuditChainHead.id == 1)).one()
+    stored = db.get(AuditLog, row.id)
+    assert stored is not None and tuple(head) == (row.id, row.hash) == (stored.id, stored.hash)
+    assert stored.hash == audit.row_digest(stored.prev_hash, audit.hashed_fields(stored))
