@@ -136,6 +136,11 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # 1 MiB of page cache per connection, not SQLite's 2 MiB: the pool keeps a connection per request in flight
+        # (a dozen under the benchmark's load), each filling its own cache, and the worker's peak RSS reached
+        # 250-252 MB of the 250 the issue allows (issue 8); the pages come from the OS's cache when they are not
+        # in SQLite's. A process-wide soft_heap_limit of 16 MiB saved as much but slowed the deep page by a fifth.
+        cursor.execute("PRAGMA cache_size=-1024")
         # LIKE as PostgreSQL has it, case-sensitive: SQLite can then serve a prefix LIKE from an index, as the
         # subtree filter `path LIKE '/1/2/%'` (app.core.scope) on ix_organization_path, instead of scanning
         # every organisation twice per scoped query (a township page's count: 2.2 ms -> 0.1 ms, issue 8);
