@@ -132,6 +132,33 @@ def test_a_rolled_back_write_leaves_every_token_as_it_was(db: Session, world: Wo
     assert tokens(db) == before
 
 
+def test_an_audit_row_notes_both_tables_it_writes(db: Session, world: World) -> None:
+    """The audit writer's append is one `WITH ... (UPDATE audit_chain_head ...) INSERT INTO audit_log` on
+    PostgreSQL and two statements on SQLite: either way both tables count as written."""
+    from app.core import audit
+    from app.core.db import new_session
+    from app.core.scope import Actor
+
+    s = new_session(write=True)
+    try:
+        s.connection().info.pop(report_cache.WRITTEN, None)
+        audit.record(s, actor=Actor.system(), action="test.noted", entity="test", entity_id=1)
+        assert {"audit_log", "audit_chain_head"} <= s.connection().info[report_cache.WRITTEN]
+    finally:
+        s.rollback()
+        s.close()
+
+
+def test_a_statement_with_common_table_expressions_notes_every_table_it_writes() -> None:
+    from types import SimpleNamespace
+
+    conn: Any = SimpleNamespace(info={})
+    report_cache._note(conn, None, 'WITH a AS (UPDATE "x_table" SET v = 1 RETURNING id), b AS (DELETE FROM y_table) '
+                       "INSERT INTO z_table SELECT id FROM a", None, None, False)
+    report_cache._note(conn, None, "WITH a AS (SELECT id FROM w_table FOR UPDATE) SELECT * FROM a", None, None, False)
+    assert conn.info[report_cache.WRITTEN] == {"x_table", "y_table", "z_table"}
+
+
 def test_a_commit_gives_exactly_the_written_tables_new_tokens(db: Session, world: World) -> None:
     from app.core.db import new_session
 

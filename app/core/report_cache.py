@@ -67,6 +67,11 @@ class DataGeneration(SQLModel, table=True):
 
 _TABLE = "data_generation"
 _DML = re.compile(r'\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)', re.IGNORECASE)
+# A statement that begins WITH may write in its common table expressions as well as in its body (the audit writer's
+# append on PostgreSQL: WITH moved_head AS (UPDATE audit_chain_head ...) INSERT INTO audit_log ...): every table it
+# writes is noted. `FOR UPDATE` locks, it writes nothing.
+_WITH = re.compile(r"\s*WITH\b", re.IGNORECASE)
+_DML_IN_WITH = re.compile(r'\b(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|(?<!FOR )UPDATE|DELETE\s+FROM)\s+"?(\w+)', re.IGNORECASE)
 _reading: ContextVar[set[str] | None] = ContextVar("report_cache_reading", default=None)
 
 
@@ -78,9 +83,11 @@ def _note(conn: Connection, _cursor: Any, statement: str, _params: Any, _context
     reading = _reading.get()
     if reading is not None:
         reading.update(_tables_in(statement))
-    written = _DML.match(statement)
-    if written is not None and written.group(1) != _TABLE:
-        conn.info.setdefault(WRITTEN, set()).add(written.group(1))
+    first = _DML.match(statement)
+    written = [first.group(1)] if first else _DML_IN_WITH.findall(statement) if _WITH.match(statement) else []
+    for table in written:
+        if table != _TABLE:
+            conn.info.setdefault(WRITTEN, set()).add(table)
 
 
 @event.listens_for(Engine, "rollback")
