@@ -88,13 +88,17 @@ def _path_statement() -> Select[Any]:
 def scoped_to(
     session: Session, stmt: Select[Any], org_id_column: Any, actor: Actor, org_id: int | None, *, subtree: bool
 ) -> Select[Any]:
-    """The actor's scope and the `org_id` (+ `subtree`) list filter of API.md, as one condition: an organisation
-    asked for must be in scope (404 otherwise, `require_org_in_scope`), and then its subtree, within the actor's,
-    is the only filter the statement needs. (Both as two subqueries cost a township's page of people 4 % of its
-    instructions, issue 8.)"""
+    """The actor's scope and the `org_id` (+ `subtree`) list filter of API.md. An organisation asked for must be in
+    scope (404 otherwise, `require_org_in_scope`); then its subtree, within the actor's, is the only filter the
+    statement needs (both as two subqueries cost a township's page of people 4 % of its instructions, issue 8).
+    The subtree is matched by path prefix, so an organisation moved out of scope after the check (PostgreSQL reads
+    each statement at its own snapshot) matches nothing; the organisation alone (`subtree=False`) is matched by id,
+    so the statement keeps the actor's scope too."""
     if org_id is None:
         return scoped(stmt, org_id_column, actor)
     path = require_org_in_scope(session, actor, org_id)
+    if not subtree:
+        stmt = scoped(stmt, org_id_column, actor)
     return within(stmt, org_id_column, path, subtree=subtree, org_id=org_id)
 
 
