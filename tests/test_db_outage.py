@@ -203,6 +203,39 @@ def test_connections_killed_under_the_app_are_replaced_without_a_restart(
         admin.dispose()
 
 
+def test_a_connection_idle_past_the_keepalive_is_pinged_and_replaced_if_it_does_not_answer(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer gone without a word leaves nothing to read on the socket: a pooled connection idle longer than
+    IDLE_PING_SECONDS is asked SELECT 1 on checkout (and replaced if that fails); one used recently is not."""
+    _on(engine, "postgresql")
+    engine.dispose()
+    pings: list[Any] = []
+    answer = engine.dialect.do_ping
+    fail = {"next": False}
+
+    def ping(dbapi_connection: Any) -> bool:
+        pings.append(dbapi_connection)
+        if fail.pop("next", False):
+            raise engine.dialect.loaded_dbapi.OperationalError("no answer")
+        return answer(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", ping)
+    with engine.connect() as conn:
+        first = conn.connection.dbapi_connection
+    with engine.connect() as conn:  # just checked in: no ping
+        assert conn.connection.dbapi_connection is first and conn.scalar(text("SELECT 1")) == 1
+    assert pings == []
+    monkeypatch.setattr(core_db, "IDLE_PING_SECONDS", -1)
+    with engine.connect() as conn:  # "idle too long": pinged, answers, kept
+        assert conn.connection.dbapi_connection is first
+    assert pings == [first]
+    fail["next"] = True
+    with engine.connect() as conn:  # pinged, no answer: replaced by a new connection that works
+        assert conn.connection.dbapi_connection is not first and conn.scalar(text("SELECT 1")) == 1
+    assert pings[-1] is first
+
+
 def test_a_transaction_killed_mid_write_leaves_nothing_behind(
     http: TestClient, world: World, engine: Engine, database_url: str
 ) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import select
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,25 +107,42 @@ def create_db_engine(url: str, *, pool_size: int | None = None, statement_timeou
         },
     )
     # Instead of pool_pre_ping (a SELECT 1 round trip on every checkout, one of a get by id's three; issue 8).
-    event.listen(engine, "checkout", _closed_by_server)
+    event.listen(engine, "checkout", functools.partial(_closed_by_server, engine.dialect))
+    event.listen(engine, "checkin", _idle_from_now)
     return engine
 
 
-def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """A pooled PostgreSQL connection the server has closed is replaced before use, without a round trip.
+# A connection idle this long is pinged on checkout (keepalives_idle above: a peer gone without a word may not have
+# been noticed yet). Under load none is idle that long; a quiet service pays one SELECT 1 after a quiet spell.
+IDLE_PING_SECONDS = 30
+
+
+def _idle_from_now(_dbapi_connection: Any, record: Any) -> None:
+    if record is not None:
+        record.info["idle_since"] = time.monotonic()
+
+
+def _closed_by_server(dialect: Any, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """A pooled PostgreSQL connection the server has closed is replaced before use, mostly without a round trip.
 
     A server that ends a connection (a restart, pg_terminate_backend, an idle timeout, a proxy going away) sends
     its last message and closes the socket, so the idle socket polls readable; a live idle connection has nothing
-    to read (the service never LISTENs). DisconnectionError makes the pool drop it and check out another (a new
-    one when the server is gone: that connect fails as any would, 503). A peer that vanished without a word is
-    found by the first statement, as a SELECT 1 would have been: the keepalives and connect_timeout above bound
-    both."""
+    to read (the service never LISTENs). A peer that vanished without a word (a crashed host, a lost NAT entry)
+    leaves nothing to read, so a connection idle longer than IDLE_PING_SECONDS is asked `SELECT 1` as
+    pool_pre_ping did. DisconnectionError makes the pool drop the connection and check out another (a new one when
+    the server is gone: that connect fails as any would, 503)."""
     if dbapi_connection.closed:
         raise DisconnectionError("the connection is closed")
     poller = select.poll()
     poller.register(dbapi_connection.fileno(), select.POLLIN)
     if poller.poll(0):
         raise DisconnectionError("the server closed the connection")
+    idle_since = record.info.get("idle_since") if record is not None else None
+    if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("the connection did not answer a ping") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
