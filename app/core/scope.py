@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, bindparam, select
+from sqlalchemy import ColumnElement, Select, String, bindparam, literal, select
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
@@ -49,9 +50,20 @@ class Actor:
         return cls(None, "system", "system", None, "/", frozenset(permissions_for(Role.city_admin)))
 
 
+_PATH = re.compile(r"/(?:[0-9]+/)*")
+
+
 def in_subtree(path_column: Any, prefix: str) -> ColumnElement[bool]:
-    # Paths hold only digits and "/", so the prefix needs no LIKE escaping.
-    return path_column.like(prefix + "%")
+    """The organisations at or below `prefix` (a materialised path), by `LIKE 'prefix%'` on the path index.
+
+    The prefix is written into the statement's text (`literal_execute`), not sent as a parameter. PostgreSQL
+    plans a statement it has seen a few times (psycopg prepares it) once for any value: such a plan of
+    `path LIKE $1` cannot know the prefix, so it read the whole organisation table (3 ms for a township's 13 of
+    16,864, twice per page) where the index finds them in 0.01 ms (issue 8). SQLite uses the index for a literal
+    prefix as well. Safe as text: a path holds only digits and "/" (checked), so it needs no escaping either."""
+    if not _PATH.fullmatch(prefix):
+        raise ValueError(f"not an organisation path: {prefix!r}")
+    return path_column.like(literal(prefix + "%", String, literal_execute=True))
 
 
 @functools.lru_cache(maxsize=512)
