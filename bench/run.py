@@ -54,7 +54,7 @@ class Case:
     method: str = "GET"
     body: str | None = None
     content_type: str = "application/json"
-    server: str = "app"  # or "hello"
+    server: str = "app"  # or "hello" (the ceiling) or "floor" (bench.floor, the tutorial way)
     expect: int = 200
     # A URL answered before the run whose `next` is appended to `path` as `after` (a keyset cursor made by the
     # service with the bench's SECRET_KEY, so the server accepts it).
@@ -93,6 +93,13 @@ def cases_for(m: Any) -> list[Case]:
         Case("create_org", "POST a branch under a village (validation, audit row), township user",
              "/api/v1/organizations",
              creator, method="POST", body=create, expect=201),
+        # The stack's floor (bench/floor.py): the tutorial way of three of the cases above, without what the service
+        # adds (token, caller, scope, masking, audit); the same database and uvicorn flags.
+        Case("floor_get_org", "tutorial way: organisation by id (no token)", f"/organizations/{v}", server="floor"),
+        Case("floor_page", "tutorial way: people page of 50 + total under a township, filtered (no token)",
+             f"/people?org_id={t}&member_status=full&limit=50", server="floor"),
+        Case("floor_create", "tutorial way: POST the same branch (no token, no audit row)", "/organizations",
+             method="POST", body=create, expect=201, server="floor"),
         Case("report_problems", "problems summary, city rolled up per township",
              f"/api/v1/problems/summary?year={YEAR}&org_id={c}&rollup=true", "city"),
         Case("report_budget", "budget execution, city subtree (own lines, rolled up per township)",
@@ -524,10 +531,12 @@ def main() -> int:
         if batch:
             print(f"batch {json.dumps(batch, ensure_ascii=False)}", flush=True)
         env = server_env(url, dialect)
-        with serve("bench.hello:app", env) as (hello_port, _), serve("app.main:app", env, workers) as (app_port, proc):
+        with serve("bench.hello:app", env) as (hello_port, _), serve("bench.floor:app", env) as (floor_port, _), \
+                serve("app.main:app", env, workers) as (app_port, proc):
             import httpx
 
-            base = {"app": f"http://127.0.0.1:{app_port}", "hello": f"http://127.0.0.1:{hello_port}"}
+            base = {"app": f"http://127.0.0.1:{app_port}", "hello": f"http://127.0.0.1:{hello_port}",
+                    "floor": f"http://127.0.0.1:{floor_port}"}
             with httpx.Client(base_url=base["app"]) as client:
                 tokens = login_all(lambda path, data: client.post(path, data=data), manifest)
             for case in cases:

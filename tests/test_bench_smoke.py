@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 
 from app.models.accounts import User
@@ -44,3 +48,31 @@ def test_generator_is_reproducible_from_its_seed(tmp_path: Path) -> None:
     second = dataset.load(f"sqlite:///{tmp_path / 'b.db'}", dataset.TINY)
     assert first.counts == second.counts
     assert first.sample_person_id == second.sample_person_id
+
+
+def test_the_floor_answers_its_three_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/floor.py, the tutorial way the service is measured against, serves what its cases ask for."""
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    manifest = dataset.load(url, dataset.TINY)
+    monkeypatch.setenv("DATABASE_URL", url)
+    sys.modules.pop("bench.floor", None)
+    floor = importlib.import_module("bench.floor")
+    try:
+        with TestClient(floor.app) as client:
+            org = client.get(f"/organizations/{manifest.sample_village_id}")
+            assert org.status_code == 200 and org.json()["id"] == manifest.sample_village_id
+            assert client.get("/organizations/999999").status_code == 404
+            page = client.get("/people", params={"org_id": manifest.sample_township_id, "member_status": "full"})
+            assert page.status_code == 200
+            body = page.json()
+            assert body["total"] > 0 and 0 < len(body["items"]) <= 50
+            assert {p["member_status"] for p in body["items"]} == {"full"}
+            parent = manifest.creates_under or manifest.sample_village_id
+            made = client.post("/organizations", json={"parent_id": parent, "level": "branch", "domain": "rural",
+                                                       "name": "floor branch"})
+            assert made.status_code == 201, made.text
+            parent_path = client.get(f"/organizations/{parent}").json()["path"]
+            assert made.json()["path"] == f"{parent_path}{made.json()['id']}/"
+    finally:
+        floor.engine.dispose()
+        sys.modules.pop("bench.floor", None)
