@@ -9,7 +9,7 @@ token, no caller lookup, no scope, no masking, no audit row, no problem details,
 
 - `GET /organizations/{id}`: `session.get`, the row returned through a response model.
 - `GET /people?org_id=&member_status=`: the organisation by id, then the count and a page of 50 of the people in
-  its subtree, ordered by name. The subtree is by path prefix, written into the SQL as the service writes it, so
+  its subtree, ordered by name. The subtree is the service's own condition (`app.core.scope.in_subtree`), so
   both use the path index on both databases. The tutorial's `.like(path + "%")` sends it as a parameter, and on
   PostgreSQL, once a statement is prepared, that reads the whole organisation table. The floor should measure the
   framework, not that. Its people carry the table's columns (masked numbers as stored), not the service's
@@ -29,9 +29,10 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query
-from sqlalchemy import String, event, func, literal
+from sqlalchemy import event, func
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from app.core.scope import in_subtree
 from app.models.organizations import Organization, OrganizationCreate, OrganizationPublic
 from app.models.people import Gender, MemberStatus, Person, PersonStatus
 
@@ -101,11 +102,10 @@ def read_people(
     offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     org = _organization(session, org_id)
-    # The prefix as text, as the service writes it (app.core.scope.in_subtree): a parameter here would leave
+    # The service's own prefix condition (its text, not a parameter): the tutorial's `.like(path + "%")` would leave
     # PostgreSQL's generic plan reading the whole organisation table, and the floor would measure that instead.
-    prefix = literal(org.path + "%", String, literal_execute=True)
-    in_subtree = select(Organization.id).where(Organization.path.like(prefix))  # type: ignore[attr-defined]
-    conditions = [Person.org_id.in_(in_subtree)]  # type: ignore[attr-defined]
+    subtree = select(Organization.id).where(in_subtree(Organization.path, org.path))
+    conditions = [Person.org_id.in_(subtree)]  # type: ignore[attr-defined]
     if member_status is not None:
         conditions.append(Person.member_status == member_status)
     total = session.exec(select(func.count()).select_from(Person).where(*conditions)).one()
