@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.core import report_cache
 from app.core.db import WRITER_WAIT_SECONDS, new_session, waits_on_nothing, writer_gate
 from app.core.errors import ProblemError, unavailable
 from app.core.loops import turn
@@ -140,7 +141,10 @@ def as_async_endpoint(
     (issue 8). Anything else may scan many rows (a list page, a deep offset, the audit chain's verification, a
     compliance report): in a worker thread SQLite's C code runs beside the event loop's Python, without the
     interpreter lock, and the loop keeps serving; in the loop a deep page served 0.55 times the requests with
-    twice the p99. A summary computed afresh (after a write) still holds the loop until it ends."""
+    twice the p99. A cached summary that must be computed afresh (the first request, or the first after a write)
+    is not computed in the loop: the request stops there (`report_cache.NotInMemory`, before the computation's
+    first statement) and runs again in a worker thread. It has only read by then, in a transaction that the
+    worker thread goes on with."""
 
     def in_the_loop(values: Iterable[Any]) -> bool:
         values = list(values)
@@ -152,7 +156,11 @@ def as_async_endpoint(
     @functools.wraps(endpoint)
     async def run(**arguments: Any) -> Any:
         if in_the_loop(arguments.values()):
-            return _call_and_commit(endpoint, arguments)
+            try:
+                with report_cache.from_memory_only():
+                    return _call_and_commit(endpoint, arguments)
+            except report_cache.NotInMemory:
+                pass  # a summary to compute afresh: the request runs again in a worker thread
         return await run_in_threadpool(_call_and_commit, endpoint, arguments)
 
     setattr(run, SHORT_READ, short_read)  # its reads need no transaction of their own either (get_session)

@@ -228,9 +228,34 @@ def _has_written(session: Session) -> bool:
     return bool(session.connection().info.get(WRITTEN))
 
 
+class NotInMemory(Exception):
+    """Raised instead of computing a report while `from_memory_only()` holds: its caller runs the request again
+    where a computation may take its time (app.deps.as_async_endpoint: a worker thread, not the event loop)."""
+
+
+_memory_only: ContextVar[bool] = ContextVar("report_cache_memory_only", default=False)
+
+
+@contextmanager
+def from_memory_only() -> Iterator[None]:
+    """Within it a report is answered from memory or not at all (`NotInMemory`): a computation (30-300 ms at city
+    scope) would hold the event loop, and every other request with it."""
+    token = _memory_only.set(True)
+    try:
+        yield
+    finally:
+        _memory_only.reset(token)
+
+
+def _compute_here() -> None:
+    if _memory_only.get():
+        raise NotInMemory
+
+
 def cached(session: Session, key: Hashable, compute: Callable[[], Any]) -> Any:
     """The value of `compute()` for `key`, from memory when none of the tables it read has been written since."""
     if _has_written(session):
+        _compute_here()
         CACHE_LOOKUPS.labels("bypass").inc()
         return compute()
     # One statement, hit or not, and before the computation's first one: data it reads is at least this new.
@@ -240,6 +265,7 @@ def cached(session: Session, key: Hashable, compute: Callable[[], Any]) -> Any:
         CACHE_LOOKUPS.labels("hit").inc()
         _served.set(entry)
         return entry.value
+    _compute_here()
     with _cache.computing(key):  # one computation per key at a time; the others wait for its result
         entry = _cache.get(key)
         if entry is not None and all(tokens.get(name, 0) == token for name, token in entry.tokens):
@@ -278,6 +304,7 @@ def cached_report(*, dates: Callable[[], dt.date] | None = None,
             session, actor = args
             assert isinstance(session, Session) and isinstance(actor, Actor), f"{name}(session, actor, **kw)"
             if skip is not None and skip(kwargs):
+                _compute_here()
                 return fn(*args, **kwargs)
             key = (name, actor.org_id, actor.org_path, actor.permissions, _today_utc(), _today_local(),
                    dates() if dates is not None else None, tuple(sorted(kwargs.items())))
