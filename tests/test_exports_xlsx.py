@@ -294,3 +294,123 @@ def test_an_export_cut_short_closes_its_snapshot_before_its_turn_is_given_back()
         assert not pagination._export_turns().locked()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("media_type", ["text/csv", XLSX_MEDIA_TYPE])
+def test_an_export_whose_client_leaves_while_it_waits_reads_nothing_and_holds_no_turn(media_type: str) -> None:
+    """A client that gave up while its export waited for a turn (up to EXPORT_WAIT_SECONDS) is no longer waited
+    for: the export neither reads nor sends, later takes no turn, and is logged as 499, not 500."""
+    import asyncio
+
+    from app.core import pagination
+    from app.core.observability import CLIENT_LEFT, CLIENT_LEFT_SCOPE_KEY
+
+    read: list[bool] = []
+
+    def source() -> Iterator[list[dict[str, Any]]]:  # stands for the read snapshot
+        read.append(True)
+        yield [{"n": 1}]
+
+    async def main() -> None:
+        turns = pagination._export_turns()
+        for _ in range(pagination.EXPORTS_AT_ONCE):  # every reading turn is taken
+            await turns.acquire()
+        response = pagination.ExportResponse(source, ["n"], "left", media_type)
+        sent: list[Any] = []
+        messages = iter([{"type": "http.request", "body": b"", "more_body": False}, {"type": "http.disconnect"}])
+
+        async def receive() -> Any:
+            await asyncio.sleep(0.05)
+            return next(messages)
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope: dict[str, Any] = {"type": "http", "asgi": {"spec_version": "2.4"}, "method": "GET", "path": "/",
+                                 "headers": []}
+        await asyncio.wait_for(response(scope, receive, send), 5)  # not EXPORT_WAIT_SECONDS (30)
+        assert sent == [] and read == []
+        assert scope[CLIENT_LEFT_SCOPE_KEY] is True and CLIENT_LEFT == 499
+        for _ in range(pagination.EXPORTS_AT_ONCE):
+            turns.release()
+        # Its wait took no turn with it: all of them are free again, and the workbooks' one too.
+        for _ in range(pagination.EXPORTS_AT_ONCE):
+            await asyncio.wait_for(turns.acquire(), 1)
+        assert turns.locked()
+        await asyncio.wait_for(pagination._workbook_turns().acquire(), 1)
+
+    asyncio.run(main())
+
+
+def test_a_turn_given_as_its_waiter_leaves_goes_to_the_next_waiter() -> None:
+    """app.core.loops.turn with `gone`: whichever ends first, the wait or the client, no place is lost or kept."""
+    import asyncio
+
+    from app.core.loops import Abandoned, turn
+
+    def busy() -> Exception:
+        return TimeoutError("busy")
+
+    async def main() -> None:
+        gate = asyncio.Semaphore(1)
+        await gate.acquire()
+        left = asyncio.Event()
+        waiting = asyncio.ensure_future(turn(gate, within=5, busy=busy, gone=left.wait).__aenter__())
+        await asyncio.sleep(0.01)
+        gate.release()  # the place goes to the waiter ...
+        left.set()  # ... as its client leaves, before it runs again
+        with pytest.raises(Abandoned):
+            await waiting
+        await asyncio.wait_for(gate.acquire(), 1)  # given back
+        gate.release()
+
+        # Nobody leaves and no place comes: busy() after `within`.
+        await gate.acquire()
+        with pytest.raises(TimeoutError, match="busy"):
+            async with turn(gate, within=0.05, busy=busy, gone=asyncio.Event().wait):
+                pass
+        gate.release()
+        assert not gate.locked()
+        # A request cancelled while it waits takes nothing with it either.
+        await gate.acquire()
+        task = asyncio.ensure_future(turn(gate, within=5, busy=busy, gone=asyncio.Event().wait).__aenter__())
+        await asyncio.sleep(0.01)
+        gate.release()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(gate.acquire(), 1)
+
+    asyncio.run(main())
+
+
+def test_a_request_whose_client_left_is_counted_as_499() -> None:
+    import asyncio
+
+    from app.core.observability import CLIENT_LEFT_SCOPE_KEY, REGISTRY, ObservabilityMiddleware
+
+    async def left(scope: Any, _receive: Any, _send: Any) -> None:
+        scope[CLIENT_LEFT_SCOPE_KEY] = True  # as an export whose client left while it waited
+
+    async def silent(_scope: Any, _receive: Any, _send: Any) -> None:
+        pass  # returned without an answer and without saying why: still a 500
+
+    def count(status: str) -> float:
+        labels = {"method": "GET", "route": "unmatched", "status": status}
+        return REGISTRY.get_sample_value("http_requests_total", labels) or 0.0
+
+    async def call(app: Any) -> None:
+        async def receive() -> Any:
+            return {"type": "http.disconnect"}
+
+        async def send(_message: Any) -> None:
+            raise AssertionError("nothing is sent")
+
+        scope = {"type": "http", "method": "GET", "path": "/x", "query_string": b"", "headers": []}
+        await ObservabilityMiddleware(app, max_body_bytes=1024)(scope, receive, send)
+
+    before_499, before_500 = count("499"), count("500")
+    asyncio.run(call(left))
+    assert (count("499"), count("500")) == (before_499 + 1, before_500)
+    asyncio.run(call(silent))
+    assert (count("499"), count("500")) == (before_499 + 1, before_500 + 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -31,20 +31,50 @@ def per_loop(make: Callable[[], T]) -> Callable[[], T]:
     return get
 
 
+class Abandoned(Exception):
+    """Raised by `turn` when its `gone` awaitable ends first: the client left while waiting for the turn."""
+
+
 @asynccontextmanager
 async def turn(gate: asyncio.Lock | asyncio.Semaphore | None, *, within: float,
-               busy: Callable[[], BaseException]) -> AsyncIterator[None]:
+               busy: Callable[[], BaseException],
+               gone: Callable[[], Awaitable[object]] | None = None) -> AsyncIterator[None]:
     """Hold `gate` (a lock, or one of a semaphore's places) for the block, waiting for it in the event loop (holding
     no worker thread) at most `within` seconds; after that `busy()` is raised and the block does not run. None:
-    nothing to wait for."""
+    nothing to wait for. `gone()`: ends when the waiter is no longer wanted (its client left); the wait then stops
+    with `Abandoned`, taking nothing."""
     if gate is None:
         yield
         return
-    try:
-        await asyncio.wait_for(gate.acquire(), within)
-    except TimeoutError:
-        raise busy() from None
+    if gone is None:
+        try:
+            await asyncio.wait_for(gate.acquire(), within)
+        except TimeoutError:
+            raise busy() from None
+    else:
+        await _acquire_unless(gate, within, busy, gone)
     try:
         yield
     finally:
         gate.release()
+
+
+async def _acquire_unless(gate: asyncio.Lock | asyncio.Semaphore, within: float,
+                          busy: Callable[[], BaseException], gone: Callable[[], Awaitable[object]]) -> None:
+    acquiring = asyncio.ensure_future(gate.acquire())
+    left = asyncio.ensure_future(gone())
+    finished = False
+    try:
+        await asyncio.wait({acquiring, left}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        finished = True
+    finally:
+        left.cancel()
+        acquiring.cancel()  # nothing when it is done; a waiter woken as it is cancelled hands its place on
+        await asyncio.gather(acquiring, left, return_exceptions=True)
+        held, client_left = not acquiring.cancelled(), not left.cancelled()
+        if held and (client_left or not finished):
+            gate.release()  # the place came as the client left, or as this request was cancelled: given back
+    if client_left:
+        raise Abandoned
+    if not held:
+        raise busy()

@@ -33,6 +33,10 @@ SECURITY_HEADERS = [
 log = logging.getLogger("app.access")
 # Set by the current-user dependency: (username, role) of the caller, logged with the request.
 PRINCIPAL_SCOPE_KEY = "app.principal"
+# Set by a response that stopped because its client left before it was answered (app.core.pagination's exports,
+# waiting for their turn): logged and counted as 499, nginx's "client closed request", not as a 500.
+CLIENT_LEFT_SCOPE_KEY = "app.client_left"
+CLIENT_LEFT = 499
 error_log = logging.getLogger("app.errors")
 
 # Last line of defence for messages and tracebacks that echo input: ID numbers, mobile numbers, tokens.
@@ -170,6 +174,8 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
+            if not state["started"] and scope.get(CLIENT_LEFT_SCOPE_KEY):
+                status_holder["status"] = CLIENT_LEFT
         except BodyTooLarge:
             if state["started"]:
                 raise

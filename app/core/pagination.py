@@ -79,7 +79,8 @@ from app.core import accept
 from app.core.config import get_settings
 from app.core.db import read_snapshot
 from app.core.errors import ProblemError, unavailable
-from app.core.loops import per_loop, turn
+from app.core.loops import Abandoned, per_loop, turn
+from app.core.observability import CLIENT_LEFT_SCOPE_KEY
 from app.models.common import Timestamp
 
 T = TypeVar("T")
@@ -663,9 +664,10 @@ _workbook_threads = per_loop(lambda: anyio.CapacityLimiter(WORKBOOK_THREADS))
 # from its first row to its last, as long as its client takes to read them: a burst of exports took every
 # connection of the pool (PostgreSQL: 20 and 20 more) and every other request waited `pool_timeout` for one, then
 # answered 503. Further exports wait for their turn in the event loop, holding nothing, at most
-# EXPORT_WAIT_SECONDS; then they answer 503 with Retry-After. A workbook first waits for its own turn (one at a
-# time, as its thread) and takes a reading turn only while it is written, not while the file is sent; rows
-# already in memory (a list computed whole, a report) take no reading turn.
+# EXPORT_WAIT_SECONDS; then they answer 503 with Retry-After. One whose client leaves first stops, reading nothing:
+# a client that gave up keeps no place in the queue. A workbook first waits for its own turn (one at a time, as its
+# thread) and takes a reading turn only while it is written, not while the file is sent; rows already in memory (a
+# list computed whole, a report) take no reading turn.
 EXPORTS_AT_ONCE = 4
 EXPORT_WAIT_SECONDS = 30
 TOO_MANY_EXPORTS = "Too many exports are being written; try again shortly."
@@ -722,21 +724,31 @@ class ExportResponse(StreamingResponse):
         assert isinstance(self.body_iterator, AsyncGenerator)
         return self.body_iterator
 
-    def _reading_turn(self) -> Any:
+    def _reading_turn(self, receive: Receive) -> Any:
         """Wait for a turn to read the database (before the status line: a 503 is a problem document)."""
         return turn(_export_turns() if self._reads_database else None, within=EXPORT_WAIT_SECONDS,
-                    busy=_exports_busy)
+                    busy=_exports_busy, gone=partial(_client_gone, receive))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An export whose client leaves while it waits for its turn stops there: nothing is read nor sent, and it is
+        logged as 499 (app.core.observability)."""
+        try:
+            await self._answer(scope, receive, send)
+        except Abandoned:
+            await self._csv_chunks_iter.aclose()
+            scope[CLIENT_LEFT_SCOPE_KEY] = True
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._xlsx:
-            async with self._reading_turn():
+            async with self._reading_turn(receive):
                 await super().__call__(scope, receive, send)
             return
         await self._csv_chunks_iter.aclose()  # not used for a workbook
         fd, path = tempfile.mkstemp(prefix="export-", suffix=".xlsx")
         os.close(fd)
         try:
-            async with turn(_workbook_turns(), within=EXPORT_WAIT_SECONDS, busy=_exports_busy), self._reading_turn():
+            async with turn(_workbook_turns(), within=EXPORT_WAIT_SECONDS, busy=_exports_busy,
+                            gone=partial(_client_gone, receive)), self._reading_turn(receive):
                 await anyio.to_thread.run_sync(_write_xlsx, self._source(), self._fields, self._title, path,
                                                limiter=_workbook_threads())
             file = FileResponse(path, media_type=XLSX_MEDIA_TYPE, headers={
@@ -744,6 +756,12 @@ class ExportResponse(StreamingResponse):
             await file(scope, receive, send)
         finally:
             os.unlink(path)
+
+
+async def _client_gone(receive: Receive) -> None:
+    """Ends when the client has disconnected (what it still sends of its request is read and dropped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _dump(model: type[BaseModel], item: Any) -> dict[str, Any]:
