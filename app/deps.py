@@ -18,7 +18,7 @@ from app.core.db import WRITER_WAIT_SECONDS, new_session, waits_on_nothing, writ
 from app.core.errors import ProblemError, unavailable
 from app.core.loops import turn
 from app.core.observability import PRINCIPAL_SCOPE_KEY
-from app.core.permissions import Permission, Role, permissions_for
+from app.core.permissions import CITY_WIDE, Permission, Role, permissions_for
 from app.core.scope import Actor
 from app.core.security import TokenError, decode_token
 from app.models.accounts import User
@@ -279,11 +279,18 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Actor]]
             raise ProblemError(
                 403, "permission_denied", f"Your role ({actor.role}) lacks the permission '{permission}'."
             )
+        if permission in CITY_WIDE and not actor.sees_everything:
+            raise city_only(permission)
         return actor
 
     check.__name__ = f"require_{permission.value}"
     _ACTOR_RESOLVERS.add(check)
     return check
+
+
+def city_only(permission: Permission) -> ProblemError:
+    return ProblemError(403, "city_only", f"'{permission}' changes what holds for the whole city: only a caller "
+                        "scoped at the city may use it.")
 
 
 def _needs(permission: Permission) -> object:

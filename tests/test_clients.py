@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import itertools
+import re
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -541,6 +542,37 @@ def test_a_township_client_with_funds_configure_still_cannot_set_city_rates(clie
     r = client.post("/api/v1/subsidy-policies", headers=auth, json={
         "kind": "pension_subsidy", "name": "养老补贴", "valid_from": "2044-01-01", "rates": [{"amount": "1.00"}]})
     assert r.status_code == 403 and r.json()["code"] == "city_only", r.text
+
+
+def _city_wide_routes() -> list[tuple[str, str, str]]:
+    """(method, path, permission) of every operation that asks for a city-wide permission a client may hold."""
+    from test_authz_matrix import OPERATIONS, required_permissions
+
+    from app.core.permissions import CITY_WIDE, CLIENT_GRANTABLE
+
+    return sorted((op.method, re.sub(r"\{[^}]+\}", "1", op.path), permission.value)
+                  for op in OPERATIONS.values()
+                  for permission in required_permissions(op.route) & CITY_WIDE & CLIENT_GRANTABLE)
+
+
+def test_every_city_wide_permission_is_refused_to_a_client_below_the_city(client: TestClient,
+                                                                           world: World) -> None:
+    """A client holds what the city chose for it, but a permission that changes what holds for the whole city
+    (rates, thresholds, the catalogue, the monthly lists ...) works only at the city's scope: 403 city_only below
+    it, on every route that asks for one, before anything is read or changed."""
+    from app.core.permissions import CITY_WIDE, CLIENT_GRANTABLE
+
+    routes = _city_wide_routes()
+    wide = sorted(p.value for p in CITY_WIDE & CLIENT_GRANTABLE)
+    assert {permission for *_, permission in routes} == set(wide), routes  # every one is asked for somewhere
+    below = _bearer(client, _made(client, world, org=world.t1, permissions=wide))
+    city = _bearer(client, _made(client, world, org=world.city, permissions=wide))
+    for method, path, permission in routes:
+        r = client.request(method, path, headers=below, json={})
+        assert r.status_code == 403 and r.json()["code"] == "city_only", (method, path, permission, r.text)
+        assert permission in r.json()["detail"]
+        r = client.request(method, path, headers=city, json={})
+        assert r.status_code != 403, (method, path, r.text)
 
 
 def test_a_client_has_no_password_to_change(client: TestClient, world: World) -> None:

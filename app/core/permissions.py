@@ -164,6 +164,13 @@ ROLE_PERMISSIONS[Role.village_admin] |= {P.frontline_read, P.frontline_write}
 ROLE_PERMISSIONS[Role.auditor] |= {P.frontline_read}
 
 
+# City-wide permissions: held by the city's role alone (the catalogue, the policies, rates and thresholds, the
+# monthly lists, escalation, the training classes, the frontline groups, service clients). They change what holds
+# for the whole city, so only a caller scoped at the city uses them: a service client that holds one with a scope
+# below the city is refused (app.deps.require, 403 city_only).
+CITY_WIDE: frozenset[Permission] = ROLE_PERMISSIONS[Role.city_admin] - frozenset().union(
+    *(perms for role, perms in ROLE_PERMISSIONS.items() if role != Role.city_admin))
+
 # Service clients: a client holds the permissions the city administrator chose for it, never account management
 # (a machine creates no accounts and no clients). Without a choice it reads like an auditor, personal data excepted.
 CLIENT_GRANTABLE: frozenset[Permission] = frozenset(Permission) - {P.users_manage, P.clients_manage}

@@ -59,13 +59,6 @@ LINE_SORTABLE = {"id": SubsidyLine.id, "kind": SubsidyLine.kind, "amount": Subsi
 # --- policies -------------------------------------------------------------------------
 
 
-def _require_city(actor: Actor, what: str) -> None:
-    # The routes ask for funds_configure, which only city roles hold; this also stops a service client that holds
-    # it with a scope below the city.
-    if not actor.sees_everything:
-        raise ProblemError(403, "city_only", f"Only the city may {what}: subsidy rates are city-wide.")
-
-
 def policy_public(policy: SubsidyPolicy, rates: list[SubsidyRate]) -> SubsidyPolicyPublic:
     return SubsidyPolicyPublic(
         id=policy.id, kind=policy.kind, name=policy.name, valid_from=policy.valid_from, valid_to=policy.valid_to,
@@ -104,7 +97,6 @@ def _overlapping(session: Session, kind: str, start: dt.date, end: dt.date | Non
 
 def create_policy(session: Session, actor: Actor, data: SubsidyPolicyCreate) -> SubsidyPolicy:
     """New rates of a kind from a date; a kind's periods never overlap (close the current policy first)."""
-    _require_city(actor, "set subsidy policies")
     other = _overlapping(session, data.kind, data.valid_from, data.valid_to)
     if other is not None:
         raise conflict("policy_overlap", f"Policy {other.id} ({other.name}) of {data.kind} is valid from "
@@ -125,7 +117,6 @@ def create_policy(session: Session, actor: Actor, data: SubsidyPolicyCreate) -> 
 
 def close_policy(session: Session, actor: Actor, policy: SubsidyPolicy, data: PolicyClose) -> SubsidyPolicy:
     """End a policy's validity (the next one may then start the day after)."""
-    _require_city(actor, "close subsidy policies")
     if data.valid_to < policy.valid_from:
         raise invalid(["body", "valid_to"], "valid_to must not be before the policy's valid_from")
     if policy.valid_to is not None and data.valid_to > policy.valid_to:
