@@ -161,7 +161,9 @@ def test_ids_in_paths_beyond_the_integer_column_are_422_never_a_database_error(
 
 
 @pytest.mark.parametrize("amount", ["1.001", "0.005", "1e-3", "1E+20", "10000000000000", "-1.00", "NaN", "Infinity",
-                                    "", "1,000.00", "0x10", 1.001, True, None])
+                                    "", "1,000.00", "0x10", 1.001, True, None,
+                                    # finite Decimals past what any arithmetic survives (decimal.Overflow)
+                                    "1E+1000000", "-1e999999999", "1e-999999999"])
 def test_amounts_beyond_two_decimals_or_the_column_are_422(
     client: TestClient, world: World, stored: None, amount: Any
 ) -> None:

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-MAX_FEN = 10**15  # a quadrillion fen: far beyond any budget, well inside BIGINT
+MAX_FEN_DIGITS = 15
+MAX_FEN = 10**MAX_FEN_DIGITS  # a quadrillion fen: far beyond any budget, well inside BIGINT
 
 
 def _parse_yuan(value: Any) -> Decimal:
@@ -23,7 +24,9 @@ def _parse_yuan(value: Any) -> Decimal:
         raise ValueError("not a finite amount")
     if amount.as_tuple().exponent < -2:  # type: ignore[operator]
         raise ValueError("amounts have at most two decimal places")
-    if abs(amount) * 100 >= MAX_FEN:
+    # By its digits, not by arithmetic: "1E+1000000" is a finite Decimal that no multiplication survives
+    # (decimal.Overflow, not a ValueError, would have been a 500).
+    if amount and amount.adjusted() + 2 >= MAX_FEN_DIGITS:  # |amount| × 100 ≥ MAX_FEN
         raise ValueError("amount out of range")
     return amount.quantize(Decimal("0.01"))
 
