@@ -305,6 +305,19 @@ def test_a_beneficiary_kind_and_period_is_in_one_committed_run_only(client: Test
             status="committed", claimed=True))
 
 
+def test_an_overlap_with_a_run_outside_the_callers_scope_does_not_name_it(client: TestClient, world: World,
+                                                                           db: Session) -> None:
+    city_run, _, _ = insurance_run(client, world, db)  # the city's run pays v2's cadres
+    assert client.post(f"{RUNS}/{city_run['id']}/commit",
+                       headers=headers(extra_user(db, world, CITY, world.city))).status_code == 200
+    line = make_line(db, world.t2, category="accident_insurance", allocated_fen=1000_00)
+    own = start_run(client, world, [("accident_insurance", line.id)], org_id=world.t2.id, who="t2")
+    assert client.get(f"{RUNS}/{city_run['id']}", headers=world.auth("t2")).status_code == 404
+    r = client.post(f"{RUNS}/{own['id']}/commit", headers=headers(extra_user(db, world, TOWNSHIP, world.t2)))
+    assert r.status_code == 409 and r.json()["code"] == "overlapping_run", r.text
+    assert f"run {city_run['id']}" not in r.json()["detail"] and "another run" in r.json()["detail"]
+
+
 def test_month_runs_and_year_runs_of_a_kind_never_mix_in_a_year(client: TestClient, world: World,
                                                                 db: Session) -> None:
     policy(db, "basic_pay", valid_from=D(2019, 1, 1), rates=[{"title": "secretary", "amount_fen": 2000_00}])

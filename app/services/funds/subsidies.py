@@ -292,17 +292,19 @@ def _claim_granularity(session: Session, run: SubsidyRun, kinds: list[SubsidyRun
                            f"{'monthly' if lock.monthly else 'whole-year'} runs; this run would overlap them.")
 
 
-def _overlaps(session: Session, run: SubsidyRun) -> list[tuple[int, int]]:
-    """(other run, lines) already claiming one of this run's beneficiary, kind and period."""
+def _overlaps(session: Session, run: SubsidyRun) -> list[tuple[int, int, str]]:
+    """(other run, lines, its organisation's path) already claiming one of this run's beneficiary, kind and
+    period."""
     other = aliased(SubsidyLine)
     rows = session.execute(
-        select(other.run_id, func.count()).select_from(SubsidyLine)
+        select(other.run_id, func.count(), Organization.path).select_from(SubsidyLine)
         .join(other, (other.kind == SubsidyLine.kind) & (other.beneficiary_type == SubsidyLine.beneficiary_type)
               & (other.beneficiary_id == SubsidyLine.beneficiary_id) & (other.period == SubsidyLine.period))
+        .join(SubsidyRun, SubsidyRun.id == other.run_id).join(Organization, Organization.id == SubsidyRun.org_id)
         .where(SubsidyLine.run_id == run.id, SubsidyLine.status == LineStatus.draft, col(other.claimed).is_(True),
                other.run_id != run.id)
-        .group_by(other.run_id).order_by(other.run_id).limit(10))
-    return [(r[0], r[1]) for r in rows]
+        .group_by(other.run_id, Organization.path).order_by(other.run_id).limit(10))
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def commit_run(session: Session, actor: Actor, run: SubsidyRun) -> tuple[SubsidyRun, list[SubsidyRunKind]]:
@@ -340,7 +342,7 @@ def commit_run(session: Session, actor: Actor, run: SubsidyRun) -> tuple[Subsidy
     _claim_granularity(session, run, kinds)
     overlaps = _overlaps(session, run)
     if overlaps:
-        raise _overlap_error(run, overlaps)
+        raise _overlap_error(actor, run, overlaps)
     try:
         with session.begin_nested():
             session.execute(update(SubsidyLine).where(SubsidyLine.run_id == run.id,
@@ -348,7 +350,7 @@ def commit_run(session: Session, actor: Actor, run: SubsidyRun) -> tuple[Subsidy
                             .values(status=LineStatus.committed, claimed=True)
                             .execution_options(synchronize_session=False))
     except IntegrityError:
-        raise _overlap_error(run, [(0, 0)]) from None
+        raise _overlap_error(actor, run, []) from None
     run.total_fen = sum(k.total_fen for k in kinds)
     run.line_count = sum(k.beneficiaries for k in kinds)
     session.flush()
@@ -373,8 +375,11 @@ def _shortfall(shortfalls: list[tuple[int, int, int]]) -> ProblemError:
     )
 
 
-def _overlap_error(run: SubsidyRun, overlaps: list[tuple[int, int]]) -> ProblemError:
-    named = [f"run {rid} ({n} lines)" for rid, n in overlaps if rid]
+def _overlap_error(actor: Actor, run: SubsidyRun, overlaps: list[tuple[int, int, str]]) -> ProblemError:
+    """Names the runs the actor may see; one of an organisation outside its scope is only "another run"."""
+    named = [f"run {rid} ({n} lines)" for rid, n, path in overlaps if actor.covers(path)]
+    if len(named) < len(overlaps):
+        named.append("another run" if len(overlaps) - len(named) == 1 else f"{len(overlaps) - len(named)} other runs")
     return conflict("overlapping_run", f"Subsidy run {run.id} pays beneficiaries for a kind and period already "
                     f"committed in {', '.join(named) or 'another run'}; reverse those lines or leave them out.")
 
