@@ -555,6 +555,27 @@ def test_removal_approved_by_the_level_above_ends_posts_and_changes_status(
                        json={"approved_on": "2020-01-20"}).status_code == 409
 
 
+def test_a_removal_is_not_approved_once_the_person_has_moved_out_of_the_case_organisation(
+    client: TestClient, world: World, db: Session
+) -> None:
+    """The branch's removal applies to its member: once the city has moved them to another township, the
+    township above the old branch would otherwise take off the roll someone it cannot even see."""
+    case, person = unqualified_case(client, world, db)
+    url = f"{CASES}/{case['id']}"
+    ok(client.post(f"{url}/decide", headers=world.auth("v1"),
+                   json={"measure": "removal", "decided_on": "2020-01-10"}))
+    person.org_id = world.v2.id  # moved by the city since
+    db.flush()
+    assert client.get(f"/api/v1/people/{person.id}", headers=world.auth("t1")).status_code == 404
+    r = client.post(f"{url}/approve", headers=world.auth("t1"), json={"approved_on": "2020-01-20"})
+    assert r.status_code == 409 and r.json()["code"] == "person_moved", r.text
+    db.expire_all()
+    assert db.scalar(select(Person.status).where(Person.id == person.id)) == "active"
+    assert ok(client.get(url, headers=world.auth("t1")))["status"] == "decided"
+    back = ok(client.post(f"{url}/reject", headers=world.auth("t1"), json={"reason": "已调出"}))
+    assert back["status"] == "open"
+
+
 def test_the_level_above_may_send_a_decision_back(client: TestClient, world: World, db: Session) -> None:
     case, person = unqualified_case(client, world, db)
     url = f"{CASES}/{case['id']}"

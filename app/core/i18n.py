@@ -217,6 +217,7 @@ MESSAGES: dict[str, Message] = {
     "duplicate_phone": Message("手机号码已登记"),
     "person_deceased": Message("人员已去世"),
     "person_not_active": Message("人员不在册"),
+    "person_moved": Message("人员已调出该组织"),
     "already_left": Message("人员已离开"),
     "already_retired": Message("已退休"),
     "overlapping_position": Message("职务任期重叠"),

@@ -367,28 +367,40 @@ def reject_case(session: Session, actor: Actor, case: DisposalCase, reason: str)
 
 
 def approve_case(session: Session, actor: Actor, case: DisposalCase, data: DisposalApproval) -> DisposalCase:
-    """The level above approves the measure; a removal takes the person off the roll and ends their posts."""
-    require_level_above(actor, _case_path(session, case), "approve a disposal of an unqualified member")
+    """The level above approves the measure; a removal takes the person off the roll and ends their posts. A
+    removal of someone who has since moved out of the case's organisation is refused (409 person_moved): the
+    branch that decided it no longer holds them, and its approver may not even see where they are now."""
+    case_path = _case_path(session, case)
+    require_level_above(actor, case_path, "approve a disposal of an unqualified member")
     _case_status(case, DisposalStatus.decided, "approved")
     assert case.decided_on is not None
     if data.approved_on < case.decided_on:
         raise invalid(["body", "approved_on"], "approved_on cannot be before the branch's decision")
     not_future(data.approved_on, ["body", "approved_on"])
+    person = _locked_member(session, case, case_path) if case.measure == DisposalMeasure.removal else None
     _case_update(session, actor, case, "approve", {
         "status": DisposalStatus.approved, "approved_on": data.approved_on, "approving_org_id": actor.org_id,
         "approved_by": actor.user_id,
     }, DisposalStatus.decided)
-    if case.measure == DisposalMeasure.removal:
-        _remove_member(session, actor, case, data.approved_on)
+    if person is not None:
+        _remove_member(session, actor, case, person, data.approved_on)
     return case
 
 
-def _remove_member(session: Session, actor: Actor, case: DisposalCase, on: dt.date) -> None:
+def _locked_member(session: Session, case: DisposalCase, case_path: str) -> Person:
     # Locked and read afresh: a concurrent edit of the person commits first and the removal applies on top of it.
     # Read without the lock, the version was stale by then and the approver, who sent no If-Match for the person,
     # got a 412 (PostgreSQL; SQLite serialises writers anyway).
     person = session.get(Person, case.person_id, with_for_update=True, populate_existing=True)
     assert person is not None
+    path = session.scalar(select(Organization.path).where(Organization.id == person.org_id))
+    if path is None or not path.startswith(case_path):
+        raise conflict("person_moved", f"The person of disposal case {case.id} is no longer in its organisation: "
+                       "the removal it decided cannot be approved. Reject the case instead.")
+    return person
+
+
+def _remove_member(session: Session, actor: Actor, case: DisposalCase, person: Person, on: dt.date) -> None:
     if person.status != PersonStatus.removed:
         people_service.update_fields(session, actor, person, PersonUpdate(status=PersonStatus.removed, left_on=on),
                                      person.version)
