@@ -404,6 +404,32 @@ def test_kind_must_draw_on_a_line_of_its_category_and_year(client: TestClient, w
     assert r.status_code == 422
 
 
+def test_a_recompute_of_a_run_committed_meanwhile_changes_nothing(client: TestClient, world: World,
+                                                                   db: Session) -> None:
+    """A recompute that loaded the draft just before another user's commit went through (PostgreSQL lets both read
+    it) wrote fresh draft lines into the committed run and overwrote its totals. It now claims the draft first."""
+    from sqlalchemy import update
+
+    from app.core.errors import ProblemError
+    from app.models.funds.subsidies import SubsidyRun
+    from app.services.funds import subsidies as service
+    from tests.funds_support import city_actor
+
+    run_json, _, _ = insurance_run(client, world, db, cadres=2)
+    stale = db.get(SubsidyRun, run_json["id"])
+    assert stale is not None and stale.status == "draft"
+    db.execute(update(SubsidyRun).where(SubsidyRun.id == stale.id).values(status="committed")  # another commit
+               .execution_options(synchronize_session=False))
+    cadre(db, world.v1)  # would add a line
+    lines_before = db.scalar(select(func.count()).select_from(SubsidyLine).where(SubsidyLine.run_id == stale.id))
+    with pytest.raises(ProblemError) as refused:
+        service.recompute_run(db, city_actor(world), stale)
+    assert refused.value.status == 409 and refused.value.code == "invalid_status"
+    assert db.scalar(select(func.count()).select_from(SubsidyLine).where(SubsidyLine.run_id == stale.id)) \
+        == lines_before == 2
+    assert stale.status == "committed" and stale.total_fen == 200_00
+
+
 def test_recompute_picks_up_new_cadres_and_cancel_ends_a_draft(client: TestClient, world: World,
                                                                db: Session) -> None:
     run, _, _ = insurance_run(client, world, db, cadres=1)

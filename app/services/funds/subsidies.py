@@ -239,13 +239,14 @@ def _require_status(run: SubsidyRun, *statuses: str) -> None:
 
 
 def recompute_run(session: Session, actor: Actor, run: SubsidyRun) -> tuple[SubsidyRun, list[SubsidyRunKind]]:
-    """Recompute a draft from the current positions and policies (draft lines are working copies)."""
+    """Recompute a draft from the current positions and policies (draft lines are working copies). The draft is
+    claimed first (its row, until the end of the transaction): a commit of the same run, begun at the same time,
+    either comes first and this is a 409, or waits and commits the recomputed lines."""
     _require_status(run, RunStatus.draft)
-    kinds = _kinds(session, run)
     before = {"total": fmt_yuan(run.total_fen), "line_count": run.line_count}
+    _set_run_status(session, run, (RunStatus.draft,), {})
+    kinds = _kinds(session, run)
     _compute_into(session, run, kinds)
-    run.version += 1
-    session.flush()
     audit.record(session, actor=actor, action="subsidy_run.recompute", entity="subsidy_run", entity_id=run.id,
                  org_id=run.org_id, before=before, after={"total": fmt_yuan(run.total_fen),
                                                            "line_count": run.line_count})
@@ -313,6 +314,10 @@ def commit_run(session: Session, actor: Actor, run: SubsidyRun) -> tuple[Subsidy
     if run.created_by is not None and run.created_by == actor.user_id:
         raise ProblemError(403, "maker_checker", "You computed this run; another user must commit it.")
     _require_status(run, RunStatus.draft)
+    # Claimed before its lines are read: a recompute running at the same time has finished (or waits for this
+    # commit, then finds the run committed), so what is drawn is the sum of the lines committed.
+    _set_run_status(session, run, (RunStatus.draft,), {"status": RunStatus.committed, "committed_by": actor.user_id,
+                                                       "committed_at": utcnow()})
     kinds = _kinds(session, run)
     totals = {r.kind: (int(r.total or 0), int(r.n)) for r in session.execute(
         select(SubsidyLine.kind, func.sum(SubsidyLine.amount_fen).label("total"), func.count().label("n"))
@@ -332,8 +337,6 @@ def commit_run(session: Session, actor: Actor, run: SubsidyRun) -> tuple[Subsidy
                   if n > lines[lid][0].available_fen]
     if shortfalls:
         raise _shortfall(shortfalls)
-    _set_run_status(session, run, (RunStatus.draft,), {"status": RunStatus.committed, "committed_by": actor.user_id,
-                                                       "committed_at": utcnow()})
     moves: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
     for line_id in sorted(need):  # a fixed order: concurrent commits lock lines without deadlocking
         if need[line_id] > 0:
