@@ -199,6 +199,54 @@ def test_the_user_who_asked_cannot_approve_the_reduction(client: TestClient, wor
                        json=decision).status_code == 200
 
 
+def test_a_reduction_never_raises_the_dues(client: TestClient, world: World, db: Session) -> None:
+    """A "reduction" of 500.00 a month for a member who owes 10.00 was approved and then asked 500.00 of them."""
+    m = member(db, world.v1)
+    profile(client, world, m, category="employed", base="2000.00")  # 10.00 a month
+    ask = {"member_id": m.id, "from_month": "2019-03", "reason": "困难"}
+    for above in ("10.00", "500.00"):
+        r = client.post(f"{DUES}/reductions", headers=world.auth("v1"), json={**ask, "monthly_due": above})
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "monthly_due"], r.text
+    early = client.post(f"{DUES}/reductions", headers=world.auth("v1"),
+                        json={**ask, "from_month": "2018-12", "monthly_due": "5.00"})
+    assert early.status_code == 422 and early.json()["errors"][0]["loc"] == ["body", "from_month"], early.text
+    r = client.post(f"{DUES}/reductions", headers=world.auth("v1"), json={**ask, "monthly_due": "8.00"})
+    assert r.status_code == 201, r.text
+    assert client.post(f"{DUES}/reductions/{r.json()['id']}/decide", headers=world.auth("t1"),
+                       json={"approve": True, "approval_ref": "x"}).status_code == 200
+    # From July the member's base falls and the profile asks 5.00: the reduction to 8.00 no longer applies.
+    assert profile(client, world, m, month="2019-07", category="employed", base="1000.00").status_code == 201
+    st = client.get(f"{DUES}/statement", headers=world.auth("v1"), params={"member_id": m.id, "year": 2019}).json()
+    assert [x["due"] for x in st["months"]] == ["10.00"] * 2 + ["8.00"] * 4 + ["5.00"] * 6
+
+
+def test_of_two_decisions_on_one_reduction_the_second_is_refused(client: TestClient, world: World,
+                                                                  db: Session) -> None:
+    """Both deciders read it pending (as on PostgreSQL at the same time): the conditional update lets one through."""
+    from sqlalchemy import update
+
+    from app.core.errors import ProblemError
+    from app.models.funds.dues import DuesReduction, ReductionDecision
+    from app.services.funds import dues as service
+    from tests.funds_support import city_actor
+
+    m = member(db, world.v1)
+    profile(client, world, m, category="retired", base="2000.00")
+    r = client.post(f"{DUES}/reductions", headers=world.auth("v1"), json={
+        "member_id": m.id, "from_month": "2019-03", "monthly_due": "0.00", "reason": "困难"})
+    reduction = db.get(DuesReduction, r.json()["id"])
+    assert reduction is not None and reduction.status == "pending"
+    db.execute(update(DuesReduction).where(DuesReduction.id == reduction.id)  # the other decider's rejection
+               .values(status="rejected", approval_ref="另一人").execution_options(synchronize_session=False))
+    with pytest.raises(ProblemError) as refused:
+        service.decide_reduction(db, city_actor(world, "t1"), reduction.id,
+                                 ReductionDecision(approve=True, approval_ref="x"))
+    assert refused.value.status == 409 and refused.value.code == "invalid_status"
+    db.expire_all()
+    kept = db.get(DuesReduction, reduction.id)
+    assert kept is not None and (kept.status, kept.approval_ref) == ("rejected", "另一人")
+
+
 # --- statement and arrears ---------------------------------------------------------------------------
 
 

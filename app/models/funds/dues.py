@@ -193,7 +193,8 @@ class DuesReductionCreate(CreateModel):
     member_id: int = id_field()
     from_month: Month
     to_month: Month | None = None
-    monthly_due: Yuan = Field(description="The reduced monthly due; 0.00 for an exemption")
+    monthly_due: Yuan = Field(description="The reduced monthly due, below what the member owes in from_month; 0.00 for "
+                                          "an exemption")
     reason: str = Field(min_length=1, max_length=500)
 
     @model_validator(mode="after")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, cast, extract, func, insert, or_, select
+from sqlalchemy import Integer, cast, extract, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -214,8 +214,16 @@ def reduction_public(r: DuesReduction) -> DuesReductionPublic:
 
 
 def request_reduction(session: Session, actor: Actor, data: DuesReductionCreate) -> DuesReduction:
-    """A hardship reduction or exemption, pending until the level above approves it."""
+    """A hardship reduction or exemption, pending until the level above approves it. It must be below what the
+    member's profile makes due in its first month (422 otherwise): a reduction never raises the dues."""
     person, _ = get_member(session, actor, data.member_id)
+    due, _basis = _dues_of(session, person).due(data.from_month)
+    if due is None:
+        raise invalid(["body", "from_month"], f"nothing is due from {month_str(data.from_month)} to reduce: "
+                      "record the member's dues profile first")
+    if to_fen(data.monthly_due) >= due:
+        raise invalid(["body", "monthly_due"], f"a reduction is below the {fmt_yuan(due)} due from "
+                      f"{month_str(data.from_month)}")
     r = DuesReduction(person_id=person.id, org_id=person.org_id, from_month=data.from_month, to_month=data.to_month,
                       monthly_due_fen=to_fen(data.monthly_due), reason=data.reason, requested_by=actor.user_id)
     session.add(r)
@@ -239,11 +247,15 @@ def decide_reduction(session: Session, actor: Actor, reduction_id: int, data: Re
         raise ProblemError(403, "maker_checker", "You asked for this reduction; another user must decide it.")
     if r.status != ReductionStatus.pending:
         raise conflict("invalid_status", f"Dues reduction {r.id} is already {r.status}.")
-    r.status = ReductionStatus.approved if data.approve else ReductionStatus.rejected
-    r.decided_by = actor.user_id
-    r.decided_at = utcnow()
-    r.approval_ref = data.approval_ref
-    session.flush()
+    # Conditional: of two deciders who both read it pending (PostgreSQL), the second finds it decided.
+    decided = session.execute(
+        update(DuesReduction).where(DuesReduction.id == r.id, DuesReduction.status == ReductionStatus.pending)
+        .values(status=ReductionStatus.approved if data.approve else ReductionStatus.rejected,
+                decided_by=actor.user_id, decided_at=utcnow(), approval_ref=data.approval_ref)
+        .execution_options(synchronize_session=False))
+    session.refresh(r)
+    if decided.rowcount != 1:  # type: ignore[attr-defined]
+        raise conflict("invalid_status", f"Dues reduction {r.id} is already {r.status}.")
     audit.record(session, actor=actor, action=f"dues_reduction.{'approve' if data.approve else 'reject'}",
                  entity="dues_reduction", entity_id=r.id, org_id=r.org_id, before={"status": "pending"},
                  after={"status": r.status, "approval_ref": r.approval_ref,
@@ -292,7 +304,9 @@ class MemberDues:
         if profile is None:
             return None, "no dues profile yet"
         for r in self.reductions:
-            if r.from_month <= month and (r.to_month is None or month <= r.to_month):
+            # A reduction lowers what is due, never raises it (the profile may have fallen below it since).
+            if r.from_month <= month and (r.to_month is None or month <= r.to_month) \
+                    and r.monthly_due_fen < profile.monthly_due_fen:
                 kind = "exempt" if r.monthly_due_fen == 0 else "reduced"
                 return r.monthly_due_fen, f"{kind} (approval {r.approval_ref})"
         return profile.monthly_due_fen, profile.basis
