@@ -96,13 +96,20 @@ def test_a_read_runs_its_endpoint_in_the_event_loop_on_sqlite_only(
     client: TestClient, world: World, db: Session, endpoints: list[str]
 ) -> None:
     # A person by id is an audited read; for a caller without pii_read it writes nothing and is a read like the
-    # others.
+    # others. A summary is answered from memory in the loop; the first request, which computes it, stops in the
+    # loop before its first statement and runs again in a worker thread (tests/test_read_sessions.py).
+    from app.core import report_cache
+
+    report_cache.clear()
     person = make_person(db, world.v1, name="循环读")
     db.flush()
-    for path in (f"/api/v1/organizations/{world.v1.id}", "/api/v1/problems/summary", f"/api/v1/people/{person.id}"):
+    for path in (f"/api/v1/organizations/{world.v1.id}", "/api/v1/problems/summary", "/api/v1/problems/summary",
+                 f"/api/v1/people/{person.id}"):
         assert client.get(path, headers=world.auth("t1")).status_code == 200
-    where = "event loop" if db.get_bind().dialect.name == "sqlite" else "worker thread"
-    assert endpoints == [where] * 3
+    if db.get_bind().dialect.name == "sqlite":
+        assert endpoints == ["event loop", "event loop", "worker thread", "event loop", "event loop"]
+    else:
+        assert endpoints == ["worker thread"] * 4
 
 
 def test_other_reads_run_in_a_worker_thread(client: TestClient, world: World, db: Session,
