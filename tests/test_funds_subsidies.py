@@ -355,6 +355,9 @@ def test_pay_by_line_then_the_rest_then_reverse_one_line(client: TestClient, wor
     assert rev.json()["reversal_reason"] == "已由派出单位投保"
     line = reload_line(db, line_id)
     assert (line.paid_fen, line.committed_fen) == (200_00, 200_00)
+    shown = client.get(f"{RUNS}/{run['id']}", headers=h).json()  # the run's totals are its lines' not reversed
+    assert (shown["total"], shown["line_count"], shown["status"]) == ("200.00", 2, "paid")
+    assert [(k["total"], k["beneficiaries"]) for k in shown["kinds"]] == [("200.00", 2)]
     assert client.post(f"{RUNS}/{run['id']}/lines/{lines[1]['id']}/reverse", headers=h,
                        json={"reason": "again"}).status_code == 409
     # The reversed beneficiary may be paid by a later run; the others may not.

@@ -326,8 +326,8 @@ class SubsidyRunCreate(CreateModel):
 class RunKindPublic(SQLModel):
     kind: SubsidyKind
     budget_line_id: int
-    total: Yuan
-    beneficiaries: int
+    total: Yuan = Field(description="The sum of the kind's lines in the run, reversed lines left out")
+    beneficiaries: int = Field(description="The kind's lines in the run, reversed lines left out")
 
 
 class SubsidyRunPublic(SQLModel):
@@ -338,8 +338,8 @@ class SubsidyRunPublic(SQLModel):
     org_id: int
     reference_date: dt.date
     status: RunStatus
-    total: Yuan
-    line_count: int
+    total: Yuan = Field(description="The sum of the run's lines, reversed lines left out")
+    line_count: int = Field(description="The run's lines, reversed lines left out")
     kinds: list[RunKindPublic]
     note: str | None
     created_by: int | None

@@ -472,6 +472,18 @@ def reverse_line(session: Session, actor: Actor, run: SubsidyRun, line: SubsidyL
     if line.amount_fen:
         moved = ledger.release(session, budget_line_id, line.amount_fen,
                                from_="paid" if was == LineStatus.paid else "approved")
+    # The run's and its kind's totals are those of the lines not reversed, as the budget line's are.
+    session.execute(update(SubsidyRunKind).where(SubsidyRunKind.run_id == run.id, SubsidyRunKind.kind == line.kind)
+                    .values(total_fen=SubsidyRunKind.total_fen - line.amount_fen,
+                            beneficiaries=SubsidyRunKind.beneficiaries - 1)
+                    .execution_options(synchronize_session=False))
+    session.execute(update(SubsidyRun).where(SubsidyRun.id == run.id)
+                    .values(total_fen=SubsidyRun.total_fen - line.amount_fen, line_count=SubsidyRun.line_count - 1,
+                            version=SubsidyRun.version + 1, updated_at=utcnow())
+                    .execution_options(synchronize_session=False))
+    session.refresh(run)
+    session.scalars(select(SubsidyRunKind).where(SubsidyRunKind.run_id == run.id)  # loaded ones read again
+                    .execution_options(populate_existing=True)).all()
     _settle_run_status(session, run)
     audit.record(session, actor=actor, action="subsidy_line.reverse", entity="subsidy_line", entity_id=line.id,
                  org_id=line.org_id, before={"status": was},
