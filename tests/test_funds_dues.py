@@ -342,6 +342,20 @@ def test_six_consecutive_unpaid_months_are_flagged(client: TestClient, world: Wo
     assert csv.status_code == 200 and "flagged" in csv.text.splitlines()[0]
 
 
+def test_arrears_count_up_to_the_last_month_that_has_ended_by_default(client: TestClient, world: World,
+                                                                      db: Session) -> None:
+    """The current month may still be paid: counted by default, five unpaid months looked like the six that flag a
+    member for leaving the Party."""
+    this_month = dt.date.today().replace(day=1)
+    m = member(db, world.v1)
+    assert profile(client, world, m, month=f"{this_month:%Y-%m}", category="retired", base="2000.00").status_code \
+        == 201
+    assert m.id not in [r["member_id"] for r in arrears(client, world)]
+    asked = arrears(client, world, as_of=f"{this_month:%Y-%m}")
+    assert [(r["unpaid_months"], r["first_unpaid"]) for r in asked if r["member_id"] == m.id] \
+        == [(1, f"{this_month:%Y-%m}")]
+
+
 def test_arrears_reject_a_bad_month_and_a_sort(client: TestClient, world: World) -> None:
     assert client.get(f"{DUES}/arrears", headers=world.auth("t1"), params={"as_of": "2019-13"}).status_code == 422
     assert client.get(f"{DUES}/arrears", headers=world.auth("t1"), params={"sort": "member_id"}).status_code == 422

@@ -167,9 +167,9 @@ def dues_arrears(
     request: Request, session: SessionDep, actor: DuesRead, page: PageDep, org_id: OptionalIdQuery = None,
     subtree: bool = False, as_of: MonthQuery = None, flagged: bool = False,
 ) -> Any:
-    """Unpaid months up to `as_of` (default the current month), flagged members first. The system flags;
+    """Unpaid months up to `as_of` (default the last month that has ended), flagged members first. The system flags;
     the branch decides and records its decision (POST /api/v1/party-dues/arrears-decisions)."""
-    month = parse_month(as_of) if as_of else service.current_month()
+    month = parse_month(as_of) if as_of else service.last_ended_month()
     if page.sort:
         raise ProblemError(422, "invalid_sort", "Arrears are ordered flagged first, then by the longest run.",
                            errors=[{"loc": ["query", "sort"], "msg": "not sortable"}])

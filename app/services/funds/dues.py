@@ -632,5 +632,7 @@ def list_decisions(session: Session, actor: Actor, *, member_id: int | None, org
                       tiebreak=DuesArrearsDecision.id)
 
 
-def current_month() -> dt.date:
-    return dt.date.today().replace(day=1)
+def last_ended_month() -> dt.date:
+    """The arrears' default `as_of`: the last month that has ended. The current month may still be paid in full,
+    and counting it made a member with five unpaid months look like six, the flag for leaving the Party."""
+    return (dt.date.today().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
