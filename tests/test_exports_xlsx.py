@@ -3,6 +3,7 @@ the same page: same filters, same scope, personal data masked as in JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -371,14 +372,36 @@ def test_a_turn_given_as_its_waiter_leaves_goes_to_the_next_waiter() -> None:
                 pass
         gate.release()
         assert not gate.locked()
-        # A request cancelled while it waits takes nothing with it either.
+        # A request cancelled while it waits takes nothing with it either, whenever the cancellation comes: before
+        # the place is given, as it is given, or in any of the loop's turns after.
+        for gate in (asyncio.Semaphore(1), asyncio.Lock()):
+            for turns_after in range(8):
+                await gate.acquire()
+
+                async def waiter(gate: Any = gate) -> None:
+                    async with turn(gate, within=5, busy=busy, gone=asyncio.Event().wait):
+                        pass
+
+                task = asyncio.ensure_future(waiter())
+                await asyncio.sleep(0.01)
+                gate.release()
+                for _ in range(turns_after):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await asyncio.wait_for(gate.acquire(), 1)  # free again, whichever way it went
+                gate.release()
+
+        # A failure reading the request while waiting is that failure, not a client gone.
+        async def broken() -> None:
+            raise OSError("reading the request failed")
+
         await gate.acquire()
-        task = asyncio.ensure_future(turn(gate, within=5, busy=busy, gone=asyncio.Event().wait).__aenter__())
-        await asyncio.sleep(0.01)
+        with pytest.raises(OSError, match="reading the request failed"):
+            async with turn(gate, within=5, busy=busy, gone=broken):
+                pass
         gate.release()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
         await asyncio.wait_for(gate.acquire(), 1)
 
     asyncio.run(main())

@@ -61,20 +61,40 @@ async def turn(gate: asyncio.Lock | asyncio.Semaphore | None, *, within: float,
 
 async def _acquire_unless(gate: asyncio.Lock | asyncio.Semaphore, within: float,
                           busy: Callable[[], BaseException], gone: Callable[[], Awaitable[object]]) -> None:
+    """Acquire `gate` unless `gone()` ends first or `within` seconds pass. Nothing in the way out awaits, so a
+    cancellation arriving at any point cannot leave a place taken with nobody holding it."""
     acquiring = asyncio.ensure_future(gate.acquire())
     left = asyncio.ensure_future(gone())
-    finished = False
     try:
         await asyncio.wait({acquiring, left}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-        finished = True
-    finally:
+    except BaseException:
         left.cancel()
-        acquiring.cancel()  # nothing when it is done; a waiter woken as it is cancelled hands its place on
-        await asyncio.gather(acquiring, left, return_exceptions=True)
-        held, client_left = not acquiring.cancelled(), not left.cancelled()
-        if held and (client_left or not finished):
-            gate.release()  # the place came as the client left, or as this request was cancelled: given back
-    if client_left:
+        _give_up(gate, acquiring)
+        raise
+    held = acquiring.done() and not acquiring.cancelled()
+    ended = left.done() and not left.cancelled()
+    left.cancel()
+    if held and not ended:
+        return
+    _give_up(gate, acquiring)
+    if ended:
+        failure = left.exception()
+        if failure is not None:
+            raise failure  # reading the request failed (a body too large, say): that, not a client gone
         raise Abandoned
-    if not held:
-        raise busy()
+    raise busy()
+
+
+def _give_up(gate: asyncio.Lock | asyncio.Semaphore, acquiring: asyncio.Future[object]) -> None:
+    """Give back the place `acquiring` got or is about to get."""
+    if acquiring.done():
+        if not acquiring.cancelled():
+            gate.release()
+        return
+    acquiring.cancel()  # a waiter woken as it is cancelled hands its place on (asyncio.Semaphore, Lock)
+
+    def release_if_got(done: asyncio.Future[object]) -> None:  # should the acquisition complete all the same
+        if not done.cancelled() and done.exception() is None:
+            gate.release()
+
+    acquiring.add_done_callback(release_if_got)
