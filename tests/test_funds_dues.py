@@ -220,6 +220,21 @@ def test_a_reduction_never_raises_the_dues(client: TestClient, world: World, db:
     assert [x["due"] for x in st["months"]] == ["10.00"] * 2 + ["8.00"] * 4 + ["5.00"] * 6
 
 
+def test_a_reduction_in_force_can_be_replaced_by_a_later_one(client: TestClient, world: World, db: Session) -> None:
+    """Reductions are never edited: a later one, approved, takes over from its month. It is measured against the
+    profile's due, not against the reduction it replaces (an exemption would otherwise hold for ever)."""
+    m = member(db, world.v1)
+    profile(client, world, m, category="employed", base="2000.00")  # 10.00 a month
+    for month, amount in (("2019-03", "0.00"), ("2019-07", "5.00")):
+        r = client.post(f"{DUES}/reductions", headers=world.auth("v1"), json={
+            "member_id": m.id, "from_month": month, "monthly_due": amount, "reason": "困难"})
+        assert r.status_code == 201, r.text
+        assert client.post(f"{DUES}/reductions/{r.json()['id']}/decide", headers=world.auth("t1"),
+                           json={"approve": True, "approval_ref": month}).status_code == 200
+    st = client.get(f"{DUES}/statement", headers=world.auth("v1"), params={"member_id": m.id, "year": 2019}).json()
+    assert [x["due"] for x in st["months"]] == ["10.00"] * 2 + ["0.00"] * 4 + ["5.00"] * 6
+
+
 def test_of_two_decisions_on_one_reduction_the_second_is_refused(client: TestClient, world: World,
                                                                   db: Session) -> None:
     """Both deciders read it pending (as on PostgreSQL at the same time): the conditional update lets one through."""
@@ -322,13 +337,17 @@ def test_six_consecutive_unpaid_months_are_flagged(client: TestClient, world: Wo
     assert [r["member_id"] for r in flagged] == [six.id]
     a_month_earlier = {r["member_id"]: r for r in arrears(client, world, as_of="2019-07")}
     assert a_month_earlier[six.id]["flagged"] is False
-    # The system flags, the branch decides, and the decision is recorded.
+    # The system flags, the branch decides, and the decision is recorded with the months that had ended unpaid by
+    # then: in August, August may still be paid.
+    early = client.post(f"{DUES}/arrears-decisions", headers=world.auth("v1"), json={
+        "member_id": six.id, "decision": "talked", "note": "提醒", "decided_on": "2019-08-20"})
+    assert early.status_code == 201 and early.json()["consecutive_months"] == 5, early.text
     d = client.post(f"{DUES}/arrears-decisions", headers=world.auth("v1"), json={
-        "member_id": six.id, "decision": "talked", "note": "支部书记谈话,承诺补交", "decided_on": "2019-08-20"})
+        "member_id": six.id, "decision": "talked", "note": "支部书记谈话,承诺补交", "decided_on": "2019-09-05"})
     assert d.status_code == 201, d.text
     assert d.json()["consecutive_months"] == 6
     row = next(r for r in arrears(client, world, as_of="2019-08") if r["member_id"] == six.id)
-    assert (row["last_decision"], row["last_decision_on"]) == ("talked", "2019-08-20")
+    assert (row["last_decision"], row["last_decision_on"]) == ("talked", "2019-09-05")
     nothing_owed = member(db, world.v1, name="按时交")
     profile(client, world, nothing_owed, category="student")
     none = client.post(f"{DUES}/arrears-decisions", headers=world.auth("v1"), json={
@@ -343,10 +362,15 @@ def test_six_consecutive_unpaid_months_are_flagged(client: TestClient, world: Wo
 
 
 def test_arrears_count_up_to_the_last_month_that_has_ended_by_default(client: TestClient, world: World,
-                                                                      db: Session) -> None:
+                                                                      db: Session,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The current month may still be paid: counted by default, five unpaid months looked like the six that flag a
-    member for leaving the Party."""
-    this_month = dt.date.today().replace(day=1)
+    member for leaving the Party. The month is Beijing's: at 01:00 on 1 March there, a UTC server is still in
+    February."""
+    from app.services.responsibilities import clock
+
+    monkeypatch.setattr(clock, "today", lambda: dt.date(2019, 11, 1))
+    this_month = dt.date(2019, 11, 1)
     m = member(db, world.v1)
     assert profile(client, world, m, month=f"{this_month:%Y-%m}", category="retired", base="2000.00").status_code \
         == 201

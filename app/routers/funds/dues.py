@@ -183,8 +183,9 @@ def dues_arrears(
              operation_id="funds_dues_decisions_create", summary="Record the branch's decision on a member in arrears",
              responses=WRITE_ERRORS)
 def create_decision(body: ArrearsDecisionCreate, session: SessionDep, actor: DuesWrite, response: Response) -> Any:
-    """Records the branch's decision about a member in arrears, together with the run of unpaid months it was based on.
-    A member with no unpaid months up to the decision is a 409 no_arrears. Audited; answers 201."""
+    """Records the branch's decision about a member in arrears, together with the run of unpaid months it was based on:
+    the months that had ended before `decided_on` (the month of the decision may still be paid). A member with no
+    such unpaid month is a 409 no_arrears. Audited; answers 201."""
     d = service.record_decision(session, actor, body)
     response.headers["Location"] = f"{router.prefix}/arrears-decisions?member_id={d.person_id}"
     return service.decision_public(d)

@@ -68,6 +68,7 @@ from app.models.organizations import Organization
 from app.models.people import MemberStatus, Person, PersonStatus
 from app.services.funds import ledger
 from app.services.funds.budgets import dues_line
+from app.services.responsibilities import clock  # the business date (Beijing), which tests patch
 
 MAX_MONTHS_PER_PAYMENT = 36
 PROFILE_SORTABLE = {"id": DuesProfile.id, "effective_from": DuesProfile.effective_from}
@@ -217,7 +218,7 @@ def request_reduction(session: Session, actor: Actor, data: DuesReductionCreate)
     """A hardship reduction or exemption, pending until the level above approves it. It must be below what the
     member's profile makes due in its first month (422 otherwise): a reduction never raises the dues."""
     person, _ = get_member(session, actor, data.member_id)
-    due, _basis = _dues_of(session, person).due(data.from_month)
+    due, _basis = _dues_of(session, person).regular_due(data.from_month)  # a reduction in force may be replaced
     if due is None:
         raise invalid(["body", "from_month"], f"nothing is due from {month_str(data.from_month)} to reduce: "
                       "record the member's dues profile first")
@@ -293,6 +294,18 @@ class MemberDues:
 
     def due(self, month: dt.date) -> tuple[int | None, str]:
         """(due in fen, basis) of a month; None when nothing is due (before admission/profile, after leaving)."""
+        regular, basis = self.regular_due(month)
+        if regular is None:
+            return None, basis
+        for r in self.reductions:
+            # A reduction lowers what is due, never raises it (the profile may have fallen below it since).
+            if r.from_month <= month and (r.to_month is None or month <= r.to_month) and r.monthly_due_fen < regular:
+                kind = "exempt" if r.monthly_due_fen == 0 else "reduced"
+                return r.monthly_due_fen, f"{kind} (approval {r.approval_ref})"
+        return regular, basis
+
+    def regular_due(self, month: dt.date) -> tuple[int | None, str]:
+        """What the profile in force makes due in a month, reductions left out."""
         if self.joined is not None and month < self.joined.replace(day=1):
             return None, "not yet admitted"
         if self.left is not None and month > self.left.replace(day=1):
@@ -303,12 +316,6 @@ class MemberDues:
                 profile = p
         if profile is None:
             return None, "no dues profile yet"
-        for r in self.reductions:
-            # A reduction lowers what is due, never raises it (the profile may have fallen below it since).
-            if r.from_month <= month and (r.to_month is None or month <= r.to_month) \
-                    and r.monthly_due_fen < profile.monthly_due_fen:
-                kind = "exempt" if r.monthly_due_fen == 0 else "reduced"
-                return r.monthly_due_fen, f"{kind} (approval {r.approval_ref})"
         return profile.monthly_due_fen, profile.basis
 
 
@@ -599,7 +606,7 @@ def arrears(session: Session, actor: Actor, *, org_id: int | None, subtree: bool
 def record_decision(session: Session, actor: Actor, data: ArrearsDecisionCreate) -> DuesArrearsDecision:
     """The branch's decision about a member in arrears, with the run of unpaid months it was made on."""
     person, _ = get_member(session, actor, data.member_id)
-    as_of = data.decided_on.replace(day=1)
+    as_of = last_ended_month(data.decided_on)  # as the arrears list counts: the month decided in may still be paid
     rows, _ = arrears_page(session, actor, org_id=person.org_id, subtree=False, as_of=as_of, member_id=person.id)
     if not rows:
         raise conflict("no_arrears", f"Member {person.id} has no unpaid months up to {month_str(as_of)}.")
@@ -632,7 +639,8 @@ def list_decisions(session: Session, actor: Actor, *, member_id: int | None, org
                       tiebreak=DuesArrearsDecision.id)
 
 
-def last_ended_month() -> dt.date:
-    """The arrears' default `as_of`: the last month that has ended. The current month may still be paid in full,
-    and counting it made a member with five unpaid months look like six, the flag for leaving the Party."""
-    return (dt.date.today().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+def last_ended_month(day: dt.date | None = None) -> dt.date:
+    """The last month that ended before `day` (default: today, Beijing time): the arrears' default `as_of`. The
+    month in progress may still be paid in full, and counting it made a member with five unpaid months look like
+    six, the flag for leaving the Party."""
+    return ((day or clock.today()).replace(day=1) - dt.timedelta(days=1)).replace(day=1)
