@@ -285,7 +285,17 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Actor]]
 
     check.__name__ = f"require_{permission.value}"
     _ACTOR_RESOLVERS.add(check)
+    if permission in CITY_WIDE:
+        _CITY_WIDE_CHECKS.add(check)
     return check
+
+
+_CITY_WIDE_CHECKS: set[Callable[..., Any]] = set()
+
+
+def checks_city_wide(dependency: Callable[..., Any]) -> bool:
+    """Whether the dependency asks for a city-wide permission (`require`): 403 city_only below the city."""
+    return dependency in _CITY_WIDE_CHECKS
 
 
 def city_only(permission: Permission) -> ProblemError:

@@ -174,6 +174,7 @@ def _register_problem_schema(app: FastAPI) -> None:
         _, defs = models_json_schema([(Problem, "validation")], ref_template="#/components/schemas/{model}")
         components.update(defs.get("$defs", {}))
         _problem_for_validation_errors(schema)
+        _city_only_documented(schema)
         # readable schema names, the database's 503, examples everywhere
         finish_contract(schema, database_operations=_database_operations())
         app.openapi_schema = schema
@@ -194,6 +195,26 @@ def _database_operations() -> set[str]:
 
     return {route.operation_id for router in ROUTERS for route in router.routes
             if isinstance(route, APIRoute) and route.operation_id and uses(route.dependant)}
+
+
+def _city_only_documented(schema: dict) -> None:
+    """The 403 of an operation that asks for a city-wide permission names its second cause (app.deps.require)."""
+    from fastapi.dependencies.models import Dependant
+
+    from app.deps import checks_city_wide
+
+    def asks(dependant: Dependant) -> bool:
+        return any(checks_city_wide(d.call) or asks(d) for d in dependant.dependencies if d.call is not None)
+
+    wide = {route.operation_id for router in ROUTERS for route in router.routes
+            if isinstance(route, APIRoute) and route.operation_id and asks(route.dependant)}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            forbidden = operation.get("responses", {}).get("403") if isinstance(operation, dict) else None
+            if operation.get("operationId") in wide and isinstance(forbidden, dict):
+                forbidden["description"] = (
+                    "Forbidden: the caller's role lacks the permission (`permission_denied`), or the permission is "
+                    "city-wide and the caller's scope is below the city (`city_only`, a service client)")
 
 
 def _problem_for_validation_errors(schema: dict) -> None:

@@ -573,6 +573,16 @@ def test_every_city_wide_permission_is_refused_to_a_client_below_the_city(client
         assert permission in r.json()["detail"]
         r = client.request(method, path, headers=city, json={})
         assert r.status_code != 403, (method, path, r.text)
+    # The contract says so on exactly the operations that ask for a city-wide permission.
+    from test_authz_matrix import OPERATIONS, required_permissions
+
+    from app.core.permissions import CITY_WIDE
+    from app.main import app
+
+    contract = app.openapi()["paths"]
+    for op in OPERATIONS.values():
+        forbidden = contract[op.path][op.method.lower()]["responses"].get("403", {}).get("description", "")
+        assert ("city_only" in forbidden) is bool(required_permissions(op.route) & CITY_WIDE), op.operation_id
 
 
 def test_a_client_has_no_password_to_change(client: TestClient, world: World) -> None:

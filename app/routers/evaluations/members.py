@@ -207,7 +207,8 @@ def decide_case(case_id: ItemId, body: DisposalDecision, session: SessionDep, ac
 def approve_case(case_id: ItemId, body: DisposalApproval, session: SessionDep, actor: EvaluationsWrite,
                  response: Response) -> Any:
     """An approved removal sets the person's status to removed (their positions end), ends their duty posts and
-    releases them from the reserve cadre pool, in the same transaction."""
+    releases them from the reserve cadre pool, in the same transaction. A removal of someone who has since moved out
+    of the case's organisation is a 409 person_moved (send the decision back instead)."""
     case = service.approve_case(session, actor, service.get_case(session, actor, case_id), body)
     return _case(session, case, response)
 
