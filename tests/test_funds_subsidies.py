@@ -358,6 +358,9 @@ def test_pay_by_line_then_the_rest_then_reverse_one_line(client: TestClient, wor
     shown = client.get(f"{RUNS}/{run['id']}", headers=h).json()  # the run's totals are its lines' not reversed
     assert (shown["total"], shown["line_count"], shown["status"]) == ("200.00", 2, "paid")
     assert [(k["total"], k["beneficiaries"]) for k in shown["kinds"]] == [("200.00", 2)]
+    noted = db.scalar(select(AuditLog).where(AuditLog.action == "subsidy_line.reverse",
+                                             AuditLog.entity_id == str(lines[1]["id"])))
+    assert noted is not None and (noted.after["run_total"], noted.after["run_line_count"]) == ("200.00", 2)
     assert client.post(f"{RUNS}/{run['id']}/lines/{lines[1]['id']}/reverse", headers=h,
                        json={"reason": "again"}).status_code == 409
     # The reversed beneficiary may be paid by a later run; the others may not.

@@ -488,7 +488,7 @@ def reverse_line(session: Session, actor: Actor, run: SubsidyRun, line: SubsidyL
     audit.record(session, actor=actor, action="subsidy_line.reverse", entity="subsidy_line", entity_id=line.id,
                  org_id=line.org_id, before={"status": was},
                  after={"status": line.status, "amount": fmt_yuan(line.amount_fen), "reason": reason,
-                        "run_id": run.id})
+                        "run_id": run.id, "run_total": fmt_yuan(run.total_fen), "run_line_count": run.line_count})
     if moved is not None:
         audit.record(session, actor=actor, action="budget_line.reverse", entity="budget_line",
                      entity_id=budget_line_id, before=moved[0], after={**moved[1], "subsidy_line_id": line.id})
