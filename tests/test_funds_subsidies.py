@@ -374,6 +374,39 @@ def test_pay_by_line_then_the_rest_then_reverse_one_line(client: TestClient, wor
     assert people
 
 
+def test_payments_and_reversals_of_a_run_queue_on_its_row(client: TestClient, world: World, db: Session,
+                                                            engine: Engine) -> None:
+    """A whole-run payment summed the committed lines, then paid that sum from the budget line: a reversal committed
+    in between took a line out of the UPDATE but not out of the sum (PostgreSQL, READ COMMITTED). Each payment and
+    reversal now first locks the run's row, before it reads a line."""
+    from sqlalchemy import event
+
+    run, _, _ = insurance_run(client, world, db)
+    checker = headers(extra_user(db, world, CITY, world.city))
+    assert client.post(f"{RUNS}/{run['id']}/commit", headers=checker).status_code == 200
+    lines = lines_of(client, world, run["id"])
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        for path, body in ((f"{RUNS}/{run['id']}/lines/{lines[0]['id']}/pay", None),
+                           (f"{RUNS}/{run['id']}/lines/{lines[1]['id']}/reverse", {"reason": "重复"}),
+                           (f"{RUNS}/{run['id']}/pay", None)):
+            seen.clear()
+            assert client.post(path, headers=checker, json=body).status_code == 200, path
+            lock = next(i for i, sql in enumerate(seen) if sql.startswith("SELECT subsidy_run.id FROM subsidy_run"))
+            first_line = next(i for i, sql in enumerate(seen)  # summing or changing lines
+                              if sql.startswith("UPDATE subsidy_line") or "sum(subsidy_line" in sql)
+            assert lock < first_line, seen
+            if engine.dialect.name == "postgresql":
+                assert seen[lock].endswith("FOR UPDATE"), seen[lock]
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
 def test_village_cannot_draft_or_commit_and_township_commits_only_in_its_scope(client: TestClient, world: World,
                                                                                db: Session) -> None:
     policy(db, "accident_insurance", 100_00, valid_from=D(2019, 1, 1))

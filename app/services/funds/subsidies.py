@@ -401,6 +401,7 @@ def _settle_run_status(session: Session, run: SubsidyRun) -> None:
 
 def pay_run(session: Session, actor: Actor, run: SubsidyRun) -> tuple[SubsidyRun, int]:
     """Pay every committed line of the run; returns the number of lines paid."""
+    _lock_run(session, run)
     _require_status(run, RunStatus.committed)
     budget = _line_budget(session, run)
     sums = {r.kind: (int(r.total), int(r.n)) for r in session.execute(
@@ -426,6 +427,15 @@ def pay_run(session: Session, actor: Actor, run: SubsidyRun) -> tuple[SubsidyRun
     return run, paid_lines
 
 
+def _lock_run(session: Session, run: SubsidyRun) -> None:
+    """Payments and reversals of one run queue on its row (PostgreSQL; SQLite serialises writers anyway), each
+    reading the lines as the one before left them. Without it a whole-run payment summed a line a concurrent
+    reversal then took out, and paid its amount from the budget line all the same; and a line paid beside another
+    reversed left the run committed with nothing waiting."""
+    session.execute(select(SubsidyRun.id).where(SubsidyRun.id == run.id).with_for_update())
+    session.refresh(run)
+
+
 def get_line_of_run(session: Session, run: SubsidyRun, line_id: int) -> SubsidyLine:
     line = session.get(SubsidyLine, line_id)
     if line is None or line.run_id != run.id:
@@ -445,6 +455,7 @@ def _line_transition(session: Session, line: SubsidyLine, from_: tuple[str, ...]
 
 
 def pay_line(session: Session, actor: Actor, run: SubsidyRun, line: SubsidyLine) -> SubsidyLine:
+    _lock_run(session, run)
     _require_status(run, RunStatus.committed)
     _line_transition(session, line, (LineStatus.committed,),
                      {"status": LineStatus.paid, "paid_by": actor.user_id, "paid_at": utcnow()})
@@ -463,6 +474,7 @@ def pay_line(session: Session, actor: Actor, run: SubsidyRun, line: SubsidyLine)
 def reverse_line(session: Session, actor: Actor, run: SubsidyRun, line: SubsidyLine, reason: str) -> SubsidyLine:
     """Undo one committed or paid line with a reason; its money goes back to the budget line and the
     beneficiary's period may be paid again by a later run."""
+    _lock_run(session, run)
     _require_status(run, RunStatus.committed, RunStatus.paid)
     was = _line_transition(session, line, (LineStatus.committed, LineStatus.paid),
                            {"status": LineStatus.reversed, "claimed": False, "reversed_by": actor.user_id,
