@@ -92,6 +92,44 @@ def test_township_admin_creates_person_masked_and_encrypted_at_rest(
     assert not audit_rows(db, "person.pii_read")
 
 
+def test_a_landline_is_masked_whatever_its_length(client: TestClient, world: World, db: Session) -> None:
+    """The mask kept three digits and four: a 7-digit landline was shown whole (found in review)."""
+    for number, masked in (("0836123", "08****3"), ("08361234", "08****34"), ("08362812345", "083******45")):
+        r = client.post("/api/v1/people", headers=world.auth("t1"), json=person_body(world.v1.id, phone=number))
+        assert r.status_code == 201, r.text
+        assert r.json()["phone"] == masked
+        [row] = [a for a in audit_rows(db, "person.create") if a.entity_id == str(r.json()["id"])]
+        assert row.after is not None and row.after["phone_masked"] == masked and number not in json.dumps(row.after)
+
+
+def test_a_number_typed_in_full_width_digits_is_the_same_number(client: TestClient, world: World) -> None:
+    """Full-width digits made a second keyed hash for the same phone: two people with one number (found in
+    review). An ID number with spaces around it is the same number too."""
+    mobile = phone()
+    wide = mobile.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    first = client.post("/api/v1/people", headers=world.auth("t1"), json=person_body(world.v1.id, phone=mobile))
+    assert first.status_code == 201, first.text
+    again = client.post("/api/v1/people", headers=world.auth("t1"), json=person_body(world.v1.id, phone=wide))
+    assert again.status_code == 409 and again.json()["code"] == "duplicate_phone", again.text
+    other = client.post("/api/v1/people", headers=world.auth("t1"),
+                        json=person_body(world.v1.id, phone="١٣٨٠٠١٣٨٠٠٠"))  # Arabic-Indic digits: no number
+    assert other.status_code == 422, other.text
+    number = id_number("513301", "19790505", seq=707)
+    spaced = client.post("/api/v1/people", headers=world.auth("t1"),
+                         json=person_body(world.v1.id, id_number=f"  {number}  "))
+    assert spaced.status_code == 201, spaced.text
+    found = client.post("/api/v1/people/lookup", headers=world.auth("t1"), json={"id_number": number})
+    assert found.status_code == 200 and found.json()["id"] == spaced.json()["id"]
+
+
+def test_only_a_caller_who_may_read_birth_dates_sorts_by_them(client: TestClient, world: World) -> None:
+    """Sorting by a hidden birth date places it among dates the caller chooses for people of their own."""
+    hidden = client.get("/api/v1/people", headers=world.auth("t1"), params={"sort": "birth_date"})
+    assert hidden.status_code == 422 and hidden.json()["code"] == "invalid_sort", hidden.text
+    assert client.get("/api/v1/people", headers=world.auth("t1"), params={"sort": "-birth_date"}).status_code == 422
+    assert client.get("/api/v1/people", headers=world.auth("city"), params={"sort": "birth_date"}).status_code == 200
+
+
 @pytest.mark.parametrize("who", NO_PII_ROLES)
 def test_every_role_without_pii_read_sees_masked_values(
     client: TestClient, world: World, db: Session, who: str

@@ -186,9 +186,16 @@ def mask_id_number(value: str) -> str:
 
 
 def mask_phone(value: str) -> str:
-    if len(value) < 7:
+    """A mobile number as 138****5678; a landline with at least half its digits, and at least four, hidden
+    (a 7-digit one showed in full when the mask kept three and four)."""
+    if len(value) == 11 and value.startswith("1"):
+        return value[:3] + "****" + value[-4:]
+    hidden = max(4, -(-len(value) // 2))
+    if len(value) <= hidden:
         return "*" * len(value)
-    return value[:3] + "*" * (len(value) - 7) + value[-4:]
+    tail = min(4, (len(value) - hidden) // 2)
+    head = len(value) - hidden - tail
+    return value[:head] + "*" * hidden + (value[-tail:] if tail else "")
 
 
 def new_secret(nbytes: int = 32) -> str:

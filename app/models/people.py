@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 
 from pydantic import field_validator, model_validator
 from sqlalchemy import CheckConstraint, Index
@@ -89,10 +90,14 @@ def validate_id_number(value: str) -> str:
 
 
 def validate_phone(value: str) -> str:
-    digits = value.strip().replace(" ", "").replace("-", "")
-    if digits.isdigit() and len(digits) == 11 and digits.startswith("1"):
+    # NFKC: full-width digits (１３８…) become ASCII, so one number has one keyed hash however it was typed; any
+    # other Unicode digit is refused.
+    digits = unicodedata.normalize("NFKC", value).strip().replace(" ", "").replace("-", "")
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError("not a valid phone number (11-digit mobile or landline with area code)")
+    if len(digits) == 11 and digits.startswith("1"):
         return digits
-    if digits.isdigit() and 7 <= len(digits) <= 12 and digits.startswith("0"):
+    if 7 <= len(digits) <= 12 and digits.startswith("0"):
         return digits  # landline with area code, e.g. 0836xxxxxxx
     raise ValueError("not a valid phone number (11-digit mobile or landline with area code)")
 
@@ -130,7 +135,8 @@ class _PersonFields(SQLModel):
     gender: Gender | None = None
     ethnicity: str | None = Field(default=None, min_length=1, max_length=20)
     birth_date: dt.date | None = None
-    id_number: str | None = Field(default=None, max_length=18, description="18-digit ID number (GB 11643)")
+    # Room for the spaces and hyphens the check strips (python-stdnum compacts the number before checking it).
+    id_number: str | None = Field(default=None, max_length=30, description="18-digit ID number (GB 11643)")
     phone: str | None = Field(default=None, max_length=20)
     member_status: MemberStatus | None = None
     joined_party_on: dt.date | None = None
@@ -178,7 +184,7 @@ class PersonUpdate(_PersonFields, UpdateModel):
 class PersonLookup(CreateModel):
     """Exact lookup by ID number or phone, sent in the body so it never appears in a URL."""
 
-    id_number: str | None = Field(default=None, max_length=18)
+    id_number: str | None = Field(default=None, max_length=30)
     phone: str | None = Field(default=None, max_length=20)
 
     @field_validator("id_number")

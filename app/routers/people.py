@@ -71,8 +71,8 @@ def list_people(
     title: Annotated[PositionTitle | None, Query(description="Holds a position with this title on `on`")] = None,
     on: Annotated[IsoDate | None, _date_query("The day has_position and title look at")] = None,
 ) -> Any:
-    """People whose organisation is in the caller's subtree. Sortable by id, name, org_id, birth_date,
-    joined_party_on, created_at. With pii_read the page is unmasked and one `person.pii_read` audit row
+    """People whose organisation is in the caller's subtree. Sortable by id, name, org_id, joined_party_on,
+    created_at, and with pii_read birth_date. With pii_read the page is unmasked and one `person.pii_read` audit row
     lists the people read."""
     filters = service.PersonFilters(org_id=org_id, subtree=subtree, member_status=member_status, status=status,
                                     gender=gender, q=q, has_position=has_position, title=title, on=_day(on, "on"))

@@ -49,6 +49,7 @@ PERSON_SORTABLE = {
     "id": Person.id, "name": Person.name, "org_id": Person.org_id, "birth_date": Person.birth_date,
     "joined_party_on": Person.joined_party_on, "created_at": Person.created_at,
 }
+PUBLIC_PERSON_SORTABLE = {key: column for key, column in PERSON_SORTABLE.items() if key != "birth_date"}
 POSITION_SORTABLE = {
     "id": Position.id, "person_id": Position.person_id, "org_id": Position.org_id, "title": Position.title,
     "started_on": Position.started_on, "ended_on": Position.ended_on,
@@ -206,7 +207,9 @@ def list_page(session: Session, actor: Actor, filters: PersonFilters, params: Pa
     if filters.has_position is not None:
         held = _holds_office(on)
         stmt = stmt.where(held if filters.has_position else ~held)
-    return fetch_page(session, stmt, params, allowed=PERSON_SORTABLE, default=[Person.name], tiebreak=Person.id)
+    # Sorting by a hidden birth date would tell its place among dates the caller chooses: pii_read only.
+    allowed = PERSON_SORTABLE if actor.can(Permission.pii_read) else PUBLIC_PERSON_SORTABLE
+    return fetch_page(session, stmt, params, allowed=allowed, default=[Person.name], tiebreak=Person.id)
 
 
 def lookup(session: Session, actor: Actor, data: PersonLookup) -> Person:
