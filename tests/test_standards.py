@@ -630,6 +630,23 @@ def test_meeting_rules(client: TestClient, world: World) -> None:
     assert client.post(f"{API}/meeting-records", json=meeting(world), headers=world.auth("auditor")).status_code == 403
 
 
+def test_a_meeting_not_yet_held_is_not_recorded(client: TestClient, world: World,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A meeting dated ahead counted its period as met in the compliance report and the audits' suggestions (found
+    in review). Today is Beijing's: at 01:00 there on 1 July a UTC server is still in June."""
+    from app.services.responsibilities import clock
+
+    monkeypatch.setattr(clock, "today", lambda: dt.date(2019, 7, 1))
+    h = world.auth("t1")
+    ahead = client.post(f"{API}/meeting-records", json=meeting(world, held_on="2019-07-02"), headers=h)
+    assert ahead.status_code == 422 and ahead.json()["errors"][0]["loc"] == ["body", "held_on"], ahead.text
+    held = client.post(f"{API}/meeting-records", json=meeting(world, held_on="2019-07-01"), headers=h)
+    assert held.status_code == 201, held.text
+    moved = client.patch(f"{API}/meeting-records/{held.json()['id']}", json={"held_on": "2019-08-01"},
+                         headers={**h, "If-Match": held.headers["ETag"]})
+    assert moved.status_code == 422, moved.text
+
+
 def compliance(client: TestClient, world: World, who: str = "t1", **params: Any) -> dict[tuple[int, str], Any]:
     r = client.get(f"{API}/meetings/compliance", params=params, headers=world.auth(who))
     assert r.status_code == 200, r.text

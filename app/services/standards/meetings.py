@@ -28,6 +28,7 @@ from app.models.standards import (
     MeetingRecordUpdate,
     MeetingType,
 )
+from app.services.responsibilities import clock  # the business date (Beijing), which tests patch
 
 MEETING_LEVELS = (OrgLevel.village, OrgLevel.branch)
 
@@ -138,6 +139,12 @@ def get_record(session: Session, actor: Actor, record_id: int) -> MeetingRecord:
     return get_in_scope(session, actor, MeetingRecord, record_id, "Meeting record")[0]
 
 
+def _held(held_on: dt.date) -> None:
+    """A meeting is recorded once held: a future one counted its period as met (compliance, audit suggestions)."""
+    if held_on > clock.today():
+        raise invalid(["body", "held_on"], "a meeting is recorded after it was held, not before")
+
+
 def create_record(session: Session, actor: Actor, data: MeetingRecordCreate) -> MeetingRecord:
     """Record a meeting of a village or branch organisation in the actor's scope."""
     require_org_in_scope(session, actor, data.org_id)
@@ -147,6 +154,7 @@ def create_record(session: Session, actor: Actor, data: MeetingRecordCreate) -> 
         raise invalid(["body", "org_id"], "meetings are recorded for village organisations and branches")
     if org.status != OrgStatus.active:
         raise conflict("organization_dissolved", f"Organisation {org.id} is dissolved.")
+    _held(data.held_on)
     row = MeetingRecord(**data.model_dump(), created_by=actor.user_id)
     session.add(row)
     session.flush()
@@ -161,6 +169,8 @@ def update_record(session: Session, actor: Actor, row: MeetingRecord, data: Meet
     for required in ("held_on", "topic", "expected_count", "present_count"):
         if required in changes and changes[required] is None:
             raise invalid(["body", required], f"{required} cannot be empty")
+    if changes.get("held_on") is not None:
+        _held(changes["held_on"])
     expected = changes.get("expected_count", row.expected_count)
     present = changes.get("present_count", row.present_count)
     if present > expected:
@@ -255,7 +265,7 @@ def compliance(session: Session, actor: Actor, *, year: int, quarter: int | None
 
     A period counts once it is over (or once it has its meeting): the current month is never "missed" yet.
     """
-    as_of = as_of or dt.date.today()
+    as_of = as_of or clock.today()
     org_stmt = select(Organization.id, Organization.name).where(
         col(Organization.level).in_(MEETING_LEVELS), Organization.status == OrgStatus.active)
     if org_id is not None:
@@ -278,5 +288,5 @@ def compliance_for_org(session: Session, org_id: int, org_name: str, year: int,
     """One organisation's compliance by meeting type (the audit's suggested scores)."""
     cadences = frequencies_in_force(session, year)
     counts = _monthly_counts(session, MeetingRecord.org_id == org_id, year, quarter)
-    rows = _compliance_rows([(org_id, org_name)], cadences, counts, year, quarter, as_of or dt.date.today())
+    rows = _compliance_rows([(org_id, org_name)], cadences, counts, year, quarter, as_of or clock.today())
     return {r.meeting_type.value: r for r in rows}
