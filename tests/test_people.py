@@ -216,6 +216,33 @@ def test_lookup_is_by_body_and_answers_only_within_scope(client: TestClient, wor
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "q"]
 
 
+def test_every_lookup_is_audited_and_a_caller_gets_so_many(client: TestClient, world: World, db: Session,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A masked ID number shows its region and last four digits, and the person's birth year: some thirty numbers to
+    try against the lookup for the whole of it (found in review). Misses are audited too, and a caller gets
+    LOOKUP_LIMIT lookups per LOOKUP_WINDOW."""
+    monkeypatch.setattr(service, "LOOKUP_LIMIT", 3)
+    number = id_number(seq=913)
+    person = make_person(db, world.v1, id_no=number)
+    misses = [id_number(seq=914), id_number(seq=915)]
+    for guess in misses:
+        r = client.post("/api/v1/people/lookup", json={"id_number": guess}, headers=world.auth("v1"))
+        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
+    hit = client.post("/api/v1/people/lookup", json={"id_number": number}, headers=world.auth("v1"))
+    assert hit.status_code == 200 and hit.json()["id"] == person.id
+    rows = [a for a in audit_rows(db, "person.lookup") if a.user_id == world.users["v1"].id]
+    assert [(a.after or {}).get("found") for a in rows] == [False, False, True]
+    assert rows[-1].entity_id == str(person.id)
+    assert not any(n in json.dumps([a.after for a in rows]) for n in [number, *misses])
+    refused = client.post("/api/v1/people/lookup", json={"id_number": number}, headers=world.auth("v1"))
+    assert refused.status_code == 429 and refused.json()["code"] == "too_many_lookups", refused.text
+    assert 1 <= int(refused.headers["Retry-After"]) <= 15 * 60
+    assert len([a for a in audit_rows(db, "person.lookup") if a.user_id == world.users["v1"].id]) == 3
+    # Another caller has lookups of their own.
+    assert client.post("/api/v1/people/lookup", json={"id_number": number},
+                       headers=world.auth("t1")).status_code == 200
+
+
 # --- validation and uniqueness -------------------------------------------------------------
 
 

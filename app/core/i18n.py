@@ -218,6 +218,9 @@ MESSAGES: dict[str, Message] = {
     "person_deceased": Message("人员已去世"),
     "person_not_active": Message("人员不在册"),
     "person_moved": Message("人员已调出该组织"),
+    "too_many_lookups": Message("查询过于频繁", {
+        "Too many lookups; wait before trying again.": "查询过于频繁，请稍后再试。",
+    }),
     "already_left": Message("人员已离开"),
     "already_retired": Message("已退休"),
     "overlapping_position": Message("职务任期重叠"),

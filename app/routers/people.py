@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from app.core.errors import invalid, problem_responses
+from app.core.errors import invalid, problem_response, problem_responses
 from app.core.history import recorded
 from app.core.pagination import CSV_RESPONSE_DOC, Page, PageDep, respond
 from app.core.versioning import parse_if_match, set_etag
@@ -84,13 +84,23 @@ def list_people(
 @people.post(
     "/lookup", response_model=PersonPublic, operation_id="people_lookup",
     summary="Find a person in scope by exact ID number or phone (sent in the body, never the URL)",
-    responses=READ_ERRORS,
+    responses=problem_responses(401, 403, 404, 422, 429),
 )
-def lookup_person(body: PersonLookup, session: SessionDep, actor: PeopleRead, response: Response) -> Any:
+def lookup_person(request: Request, body: PersonLookup, session: SessionDep, actor: PeopleRead,
+                  response: Response) -> Any:
     """Finds one person in the caller's scope by exact ID number or phone, matched on a keyed hash. The number travels
     in the body so it never appears in URLs or access logs; no match in scope is a 404. Personal data is masked
-    unless the caller holds pii_read (an unmasked answer is audited)."""
-    person = service.lookup(session, actor, body)
+    unless the caller holds pii_read (an unmasked answer is audited). Every lookup, found or not, writes a
+    `person.lookup` audit row (never the number), and a caller gets 30 lookups per 15 minutes: 429
+    too_many_lookups with Retry-After after that."""
+    try:
+        person = service.lookup(session, actor, body)
+    except service.LookupMissed:  # answered, not raised: the lookup's audit row is committed with the 404
+        return problem_response(request, 404, "not_found", "Not found", "No person with that number in your scope.")
+    except service.LookupThrottled as exc:
+        return problem_response(request, 429, "too_many_lookups", "Too many requests",
+                                "Too many lookups; wait before trying again.",
+                                headers={"Retry-After": str(exc.retry_after)})
     set_etag(response, person.version)
     return service.present(session, actor, [person])[0]
 

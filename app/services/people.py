@@ -11,6 +11,7 @@ Queries for other areas (keep these names): `office_holders`, `is_without_office
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,12 +23,13 @@ from sqlmodel import col
 
 from app.core import audit
 from app.core.db import utcnow
-from app.core.errors import ProblemError, conflict, invalid, not_found
+from app.core.errors import conflict, invalid, not_found
 from app.core.pagination import PageParams, fetch_page
 from app.core.permissions import Permission
 from app.core.scope import Actor, get_in_scope, require_org_in_scope, scoped_to, subtree_org_ids, within
 from app.core.security import decrypt_pii, encrypt_pii, mask_id_number, mask_phone, pii_lookup_hash
 from app.core.versioning import versioned_update
+from app.models.audit import AuditLog
 from app.models.organizations import Organization, OrgStatus
 from app.models.people import (
     MemberStatus,
@@ -212,18 +214,47 @@ def list_page(session: Session, actor: Actor, filters: PersonFilters, params: Pa
     return fetch_page(session, stmt, params, allowed=allowed, default=[Person.name], tiebreak=Person.id)
 
 
+# A lookup answers whether a whole number exists: with the masked number (region, last four digits) and the birth
+# year it shows, a caller without pii_read had some thirty candidates to try for a full ID number. Every lookup is
+# audited, found or not, and a caller gets LOOKUP_LIMIT of them per LOOKUP_WINDOW (429 after).
+LOOKUP_LIMIT = 30
+LOOKUP_WINDOW = dt.timedelta(minutes=15)
+
+
+class LookupMissed(Exception):
+    """No person with that number in the caller's scope: a 404 whose audit row is kept (app.routers.people)."""
+
+
+class LookupThrottled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+
+
 def lookup(session: Session, actor: Actor, data: PersonLookup) -> Person:
-    """Exact match on the ID number's or phone's keyed hash, answered only within scope (404 otherwise)."""
+    """Exact match on the ID number's or phone's keyed hash, answered only within scope (`LookupMissed`
+    otherwise). Audited either way; throttled per caller."""
+    since = utcnow() - LOOKUP_WINDOW
+    recent = list(session.scalars(
+        select(AuditLog.at).where(AuditLog.user_id == actor.user_id, AuditLog.action == "person.lookup",
+                                  AuditLog.at >= since).order_by(AuditLog.at).limit(LOOKUP_LIMIT)))
+    if len(recent) >= LOOKUP_LIMIT:
+        oldest = recent[0] if recent[0].tzinfo else recent[0].replace(tzinfo=dt.UTC)
+        raise LookupThrottled(max(1, math.ceil((oldest + LOOKUP_WINDOW - utcnow()).total_seconds())))
     if data.id_number is not None:
-        cond = Person.id_number_hash == pii_lookup_hash(data.id_number)
+        by, cond = "id_number", Person.id_number_hash == pii_lookup_hash(data.id_number)
     else:
         assert data.phone is not None
-        cond = Person.phone_hash == pii_lookup_hash(data.phone)
+        by, cond = "phone", Person.phone_hash == pii_lookup_hash(data.phone)
     row = session.execute(
         select(Person, Organization.path).join(Organization, Organization.id == Person.org_id).where(cond)
     ).first()
-    if row is None or not actor.covers(row[1]):
-        raise ProblemError(404, "not_found", "No person with that number in your scope.")
+    found = row is not None and actor.covers(row[1])
+    audit.record(session, actor=actor, action="person.lookup", entity="person",
+                 entity_id=row[0].id if found and row is not None else None,
+                 org_id=row[0].org_id if found and row is not None else actor.org_id,
+                 after={"by": by, "found": found})
+    if not found or row is None:
+        raise LookupMissed
     return row[0]
 
 

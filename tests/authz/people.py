@@ -35,7 +35,8 @@ def people_list(ctx: Ctx, owner: Organization) -> Req:
 
 
 @case("people_lookup", auditor_writes="a lookup only reads: POST keeps the ID number out of the URL",
-      reads="a lookup changes nothing (only an unmasked read, by a pii_read role, is audited)")
+      reads="a lookup changes nothing (its audit rows record the lookup, and an unmasked answer)",
+      audits_refusal=("person.lookup", "every lookup is audited, found or not: guessing numbers leaves a trail"))
 def people_lookup(ctx: Ctx, owner: Organization) -> Req:
     number = unique_id_number()
     person_at(ctx, owner, id_no=number)

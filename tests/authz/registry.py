@@ -131,6 +131,8 @@ class Case:
     # Why a POST only reads (so it writes no audit row of a change), e.g. a lookup keeping a number out of the URL.
     reads: str | None = None
     item_orgs: ItemOrgs | None = None
+    # (action, why): the audit row a refused request still writes, in the caller's name (e.g. a lookup's miss).
+    audits_refusal: tuple[str, str] | None = None
 
     def owner_key(self, role: str, target: str) -> str:
         if target == "in_scope":
@@ -146,7 +148,7 @@ CASES: dict[str, Case] = {}
 def case(
     operation_id: str, *, township_owner: str = "v1", expect: dict[Cell, Expect] | None = None,
     any_user: str | None = None, auditor_writes: str | None = None, targetless: str | None = None,
-    item_orgs: ItemOrgs | None = None, reads: str | None = None,
+    item_orgs: ItemOrgs | None = None, reads: str | None = None, audits_refusal: tuple[str, str] | None = None,
 ) -> Callable[[Build], Build]:
     """Register the decorated builder as the matrix case of `operation_id`."""
 
@@ -159,7 +161,7 @@ def case(
         CASES[operation_id] = Case(
             operation_id=operation_id, build=build, module=build.__module__, township_owner=township_owner,
             expect=dict(expect or {}), any_user=any_user, auditor_writes=auditor_writes, targetless=targetless,
-            item_orgs=item_orgs, reads=reads,
+            item_orgs=item_orgs, reads=reads, audits_refusal=audits_refusal,
         )
         return build
 
