@@ -252,6 +252,27 @@ def test_joining_twice_overlapping_is_a_conflict(client: TestClient, world: Worl
                        headers=world.auth("t1")).status_code == 403
 
 
+def test_a_person_is_in_one_group_at_a_time_whichever_group(client: TestClient, world: World, db: Session) -> None:
+    """Only a second membership of the same group was refused: forming another group with the same cadre, or adding
+    them to one, answered 201 (found in review)."""
+    g = _group(client, world, db, members=2)
+    person_id = g["members"][0]["person_id"]
+    other = client.post(GROUPS, json={
+        "org_id": world.t2.id, "name": "第二攻坚组", "department": "市教育局", "started_on": "2019-03-01",
+        "village_ids": [world.v2.id], "member_person_ids": [person_id]}, headers=world.auth("city"))
+    assert other.status_code == 409 and other.json()["code"] == "already_member", other.text
+    second = _group(client, world, db, members=1, org=world.t2, villages=[world.v2])
+    joined = client.post(f"{GROUPS}/{second['id']}/members", json={"person_id": person_id, "joined_on": "2019-06-01"},
+                         headers=world.auth("city"))
+    assert joined.status_code == 409 and joined.json()["code"] == "already_member", joined.text
+    member = g["members"][0]
+    assert client.post(f"{GROUPS}/{g['id']}/members/{member['id']}/leave", json={"left_on": "2019-05-31"},
+                       headers=world.auth("city")).status_code == 200
+    moved = client.post(f"{GROUPS}/{second['id']}/members", json={"person_id": person_id, "joined_on": "2019-06-01"},
+                        headers=world.auth("city"))
+    assert moved.status_code == 201, moved.text
+
+
 # ================================================================ visits
 
 

@@ -226,6 +226,7 @@ def create_group(session: Session, actor: Actor, data: GroupCreate) -> Frontline
         raise conflict("duplicate_group", f"Organisation {data.org_id} already has a group named {data.name}.")
     _check_villages(session, path, data.village_ids, "village_ids")
     _check_people(session, actor, data.member_person_ids)
+    _one_group_at_a_time(session, data.member_person_ids, data.started_on)
     group = FrontlineGroup(org_id=data.org_id, name=data.name, department=data.department,
                            started_on=data.started_on)
     session.add(group)
@@ -263,17 +264,24 @@ def add_villages(session: Session, actor: Actor, group_id: int, village_ids: lis
     return group
 
 
+def _one_group_at_a_time(session: Session, person_ids: list[int], joined_on: dt.date) -> None:
+    """A person is a member of one group at a time, whichever group (409 already_member): a membership of any
+    group that has not ended before `joined_on` stands in the way."""
+    overlap = session.execute(select(FrontlineMember.person_id, FrontlineMember.group_id).where(
+        col(FrontlineMember.person_id).in_(person_ids),
+        or_(col(FrontlineMember.left_on).is_(None), col(FrontlineMember.left_on) >= joined_on)).limit(1)).first()
+    if overlap is not None:
+        raise conflict("already_member", f"Person {overlap.person_id} is a member of group {overlap.group_id} on "
+                       f"{joined_on}: one group at a time.")
+
+
 def join(session: Session, actor: Actor, group_id: int, data: MemberJoin) -> FrontlineMember:
-    """A cadre joins from `joined_on` (not before the group started); one membership at a time per person."""
+    """A cadre joins from `joined_on` (not before the group started); one group at a time per person."""
     group, _path = _manageable(session, actor, group_id)
     _check_people(session, actor, [data.person_id])
     if data.joined_on < group.started_on:
         raise invalid(["body", "joined_on"], f"the group started on {group.started_on}")
-    overlap = session.scalar(select(FrontlineMember.id).where(
-        FrontlineMember.group_id == group.id, FrontlineMember.person_id == data.person_id,
-        or_(col(FrontlineMember.left_on).is_(None), col(FrontlineMember.left_on) >= data.joined_on)))
-    if overlap is not None:
-        raise conflict("already_member", f"Person {data.person_id} is a member of group {group.id} on that day.")
+    _one_group_at_a_time(session, [data.person_id], data.joined_on)
     assert group.id is not None
     member = FrontlineMember(group_id=group.id, person_id=data.person_id, joined_on=data.joined_on)
     session.add(member)
