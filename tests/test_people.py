@@ -102,6 +102,17 @@ def test_a_landline_is_masked_whatever_its_length(client: TestClient, world: Wor
         assert row.after is not None and row.after["phone_masked"] == masked and number not in json.dumps(row.after)
 
 
+def test_a_mask_stored_before_the_fix_is_masked_again_on_the_way_out(client: TestClient, world: World,
+                                                                     db: Session) -> None:
+    person = make_person(db, world.v1, name="旧掩码")
+    person.phone_masked = "0836123"  # as the old mask stored a 7-digit landline: whole
+    db.flush()
+    shown = client.get(f"/api/v1/people/{person.id}", headers=world.auth("v1"))
+    assert shown.status_code == 200 and shown.json()["phone"] == "08****3", shown.text
+    for old, new in (("083*1234", "08****34"), ("083**2345", "08*****45"), ("138****5678", "138****5678")):
+        assert service.to_public(person.model_copy(update={"phone_masked": old}), reveal=False).phone == new
+
+
 def test_a_number_typed_in_full_width_digits_is_the_same_number(client: TestClient, world: World) -> None:
     """Full-width digits made a second keyed hash for the same phone: two people with one number (found in
     review). An ID number with spaces around it is the same number too."""

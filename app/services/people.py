@@ -115,7 +115,10 @@ def to_public(person: Person, *, reveal: bool) -> PersonPublic:
         id_number = decrypt_pii(person.id_number_cipher) if person.id_number_cipher else None
         phone = decrypt_pii(person.phone_cipher) if person.phone_cipher else None
     else:
-        id_number, phone = person.id_number_masked, person.phone_masked
+        # Masked again on the way out (a good mask is unchanged): masks stored before 2026-11-28 left a short
+        # landline whole, and the new mask shows only digits the old one did.
+        id_number = person.id_number_masked
+        phone = mask_phone(person.phone_masked) if person.phone_masked else None
     return PersonPublic(
         id=person.id, org_id=person.org_id, name=person.name, gender=person.gender, ethnicity=person.ethnicity,
         birth_year=person.birth_date.year if person.birth_date else None,
