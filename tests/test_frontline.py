@@ -268,9 +268,25 @@ def test_a_person_is_in_one_group_at_a_time_whichever_group(client: TestClient, 
     member = g["members"][0]
     assert client.post(f"{GROUPS}/{g['id']}/members/{member['id']}/leave", json={"left_on": "2019-05-31"},
                        headers=world.auth("city")).status_code == 200
-    moved = client.post(f"{GROUPS}/{second['id']}/members", json={"person_id": person_id, "joined_on": "2019-06-01"},
-                        headers=world.auth("city"))
+    seen: list[str] = []
+
+    def note(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.get_bind(), "before_cursor_execute", note)
+    try:
+        moved = client.post(f"{GROUPS}/{second['id']}/members",
+                            json={"person_id": person_id, "joined_on": "2019-06-01"}, headers=world.auth("city"))
+    finally:
+        event.remove(db.get_bind(), "before_cursor_execute", note)
     assert moved.status_code == 201, moved.text
+    # Two requests adding one person to two groups at once check one after the other: the person's row is locked
+    # before the memberships are read.
+    lock = next(i for i, sql in enumerate(seen) if sql.startswith("SELECT person.id FROM person WHERE"))
+    check = next(i for i, sql in enumerate(seen) if sql.startswith("SELECT frontline_member.person_id"))
+    assert lock < check, seen
+    if db.get_bind().dialect.name == "postgresql":
+        assert seen[lock].endswith("FOR UPDATE"), seen[lock]
 
 
 # ================================================================ visits

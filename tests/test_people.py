@@ -111,6 +111,14 @@ def test_a_mask_stored_before_the_fix_is_masked_again_on_the_way_out(client: Tes
     assert shown.status_code == 200 and shown.json()["phone"] == "08****3", shown.text
     for old, new in (("083*1234", "08****34"), ("083**2345", "08*****45"), ("138****5678", "138****5678")):
         assert service.to_public(person.model_copy(update={"phone_masked": old}), reveal=False).phone == new
+    # The history rebuilt from audit rows, and the rows written from now on, show it masked too.
+    renamed = client.patch(f"/api/v1/people/{person.id}", json={"phone": "0836765432"},
+                           headers={**world.auth("v1"), "If-Match": shown.headers["ETag"]})
+    assert renamed.status_code == 200, renamed.text
+    history = client.get(f"/api/v1/people/{person.id}/history", headers=world.auth("v1"))
+    assert history.status_code == 200 and "0836123" not in history.text, history.text
+    assert "0836123" not in json.dumps([a.before for a in audit_rows(db, "person.update")])
+    assert "0836123" not in json.dumps([a.after for a in audit_rows(db, "person.update")])
 
 
 def test_a_number_typed_in_full_width_digits_is_the_same_number(client: TestClient, world: World) -> None:
@@ -252,6 +260,31 @@ def test_every_lookup_is_audited_and_a_caller_gets_so_many(client: TestClient, w
     # Another caller has lookups of their own.
     assert client.post("/api/v1/people/lookup", json={"id_number": number},
                        headers=world.auth("t1")).status_code == 200
+    # A lookup is no version of the person: their history shows neither it nor who searched.
+    history = client.get(f"/api/v1/people/{person.id}/history", headers=world.auth("t1"))
+    assert history.status_code == 200 and "person.lookup" not in history.text, history.text
+
+
+def test_concurrent_lookups_of_one_caller_are_counted_one_after_the_other(
+    client: TestClient, world: World, db: Session
+) -> None:
+    """Counted and then audited, parallel lookups all saw the count below the limit (PostgreSQL, READ COMMITTED):
+    the caller's row is locked before the count."""
+    seen: list[str] = []
+
+    def note(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.get_bind(), "before_cursor_execute", note)
+    try:
+        client.post("/api/v1/people/lookup", json={"id_number": id_number(seq=916)}, headers=world.auth("v1"))
+    finally:
+        event.remove(db.get_bind(), "before_cursor_execute", note)
+    lock = next(i for i, sql in enumerate(seen) if sql.startswith("SELECT user_account.id FROM user_account WHERE"))
+    count = next(i for i, sql in enumerate(seen) if sql.startswith("SELECT audit_log.at FROM audit_log"))
+    assert lock < count, seen
+    if db.get_bind().dialect.name == "postgresql":
+        assert seen[lock].endswith("FOR UPDATE"), seen[lock]
 
 
 # --- validation and uniqueness -------------------------------------------------------------

@@ -647,6 +647,27 @@ def test_a_meeting_not_yet_held_is_not_recorded(client: TestClient, world: World
     assert moved.status_code == 422, moved.text
 
 
+def test_a_meeting_stored_ahead_before_the_rule_is_not_counted_as_held(
+    client: TestClient, world: World, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.models.standards import MeetingRecord
+    from app.services.responsibilities import clock
+
+    monkeypatch.setattr(clock, "today", lambda: dt.date(2099, 6, 1))
+    h = world.auth("t1")
+    r = client.post(f"{API}/meeting-records", json=meeting(world, held_on="2099-06-01"), headers=h)
+    assert r.status_code == 201, r.text
+    monkeypatch.setattr(clock, "today", lambda: dt.date(2099, 5, 20))  # as if stored ahead, before 8720f68
+    months = compliance(client, world, year=2099, org_id=world.v1.id)
+    row = next(v for (org, _), v in months.items() if org == world.v1.id and v["meeting_type"] == "party_lecture")
+    assert row["held"] == 0, row
+    # Its other fields can still be corrected; only a new date is checked.
+    fixed = client.patch(f"{API}/meeting-records/{r.json()['id']}", json={"topic": "更正", "held_on": "2099-06-01"},
+                         headers={**h, "If-Match": r.headers["ETag"]})
+    assert fixed.status_code == 200, fixed.text
+    assert db.get(MeetingRecord, r.json()["id"]) is not None
+
+
 def compliance(client: TestClient, world: World, who: str = "t1", **params: Any) -> dict[tuple[int, str], Any]:
     r = client.get(f"{API}/meetings/compliance", params=params, headers=world.auth(who))
     assert r.status_code == 200, r.text

@@ -42,7 +42,7 @@ from app.models.changes import FieldChange, Version
 from app.models.common import Timestamp
 
 # Audit rows of a record that record a read or a session, not a change of the record.
-NOT_CHANGES = frozenset({"person.pii_read", "auth.login", "auth.logout"})
+NOT_CHANGES = frozenset({"person.pii_read", "person.lookup", "auth.login", "auth.logout"})
 HISTORY_SORTABLE = {"id": AuditLog.id, "at": AuditLog.at}
 
 Restore = Callable[[dict[str, Any]], dict[str, Any]]

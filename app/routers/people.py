@@ -91,7 +91,7 @@ def lookup_person(request: Request, body: PersonLookup, session: SessionDep, act
     """Finds one person in the caller's scope by exact ID number or phone, matched on a keyed hash. The number travels
     in the body so it never appears in URLs or access logs; no match in scope is a 404. Personal data is masked
     unless the caller holds pii_read (an unmasked answer is audited). Every lookup, found or not, writes a
-    `person.lookup` audit row (never the number), and a caller gets 30 lookups per 15 minutes: 429
+    `person.lookup` audit row (never the number), and a caller gets 10 lookups per 15 minutes: 429
     too_many_lookups with Retry-After after that."""
     try:
         person = service.lookup(session, actor, body)

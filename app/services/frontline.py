@@ -266,7 +266,10 @@ def add_villages(session: Session, actor: Actor, group_id: int, village_ids: lis
 
 def _one_group_at_a_time(session: Session, person_ids: list[int], joined_on: dt.date) -> None:
     """A person is a member of one group at a time, whichever group (409 already_member): a membership of any
-    group that has not ended before `joined_on` stands in the way."""
+    group that has not ended before `joined_on` stands in the way. The people's rows are locked first, so two
+    requests adding one person to two groups at once check one after the other (PostgreSQL; SQLite serialises
+    writers anyway)."""
+    session.execute(select(Person.id).where(col(Person.id).in_(person_ids)).order_by(Person.id).with_for_update())
     overlap = session.execute(select(FrontlineMember.person_id, FrontlineMember.group_id).where(
         col(FrontlineMember.person_id).in_(person_ids),
         or_(col(FrontlineMember.left_on).is_(None), col(FrontlineMember.left_on) >= joined_on)).limit(1)).first()

@@ -29,6 +29,7 @@ from app.core.permissions import Permission
 from app.core.scope import Actor, get_in_scope, require_org_in_scope, scoped_to, subtree_org_ids, within
 from app.core.security import decrypt_pii, encrypt_pii, mask_id_number, mask_phone, pii_lookup_hash
 from app.core.versioning import versioned_update
+from app.models.accounts import User
 from app.models.audit import AuditLog
 from app.models.organizations import Organization, OrgStatus
 from app.models.people import (
@@ -91,6 +92,8 @@ class PositionFilters:
 def audit_snapshot(person: Person) -> dict[str, Any]:
     """The person as an audit row may show it: masked ID and phone, birth date reduced to its year."""
     snap = audit.snapshot(person, exclude=PII_COLUMNS)
+    if snap.get("phone_masked"):
+        snap["phone_masked"] = mask_phone(snap["phone_masked"])  # a mask stored before bae184d, masked again
     if person.birth_date is not None:
         snap["birth_date"] = f"{person.birth_date.year}-**-**"
     return snap
@@ -102,6 +105,8 @@ def from_audit_snapshot(snap: dict[str, Any]) -> dict[str, Any]:
     for kind in ("id_number", "phone"):
         if f"{kind}_masked" in out:
             out[kind] = out.pop(f"{kind}_masked")
+    if out.get("phone"):
+        out["phone"] = mask_phone(out["phone"])  # audit rows written before bae184d hold the old mask
     if "birth_date" in out:
         birth = out.pop("birth_date")
         out["birth_year"] = int(birth[:4]) if isinstance(birth, str) and birth[:4].isdigit() else None
@@ -219,8 +224,9 @@ def list_page(session: Session, actor: Actor, filters: PersonFilters, params: Pa
 
 # A lookup answers whether a whole number exists: with the masked number (region, last four digits) and the birth
 # year it shows, a caller without pii_read had some thirty candidates to try for a full ID number. Every lookup is
-# audited, found or not, and a caller gets LOOKUP_LIMIT of them per LOOKUP_WINDOW (429 after).
-LOOKUP_LIMIT = 30
+# audited, found or not, and a caller gets LOOKUP_LIMIT of them per LOOKUP_WINDOW (429 after): guessing one number
+# then takes about half an hour on average, and leaves its trail in the audit log.
+LOOKUP_LIMIT = 10
 LOOKUP_WINDOW = dt.timedelta(minutes=15)
 
 
@@ -236,6 +242,9 @@ class LookupThrottled(Exception):
 def lookup(session: Session, actor: Actor, data: PersonLookup) -> Person:
     """Exact match on the ID number's or phone's keyed hash, answered only within scope (`LookupMissed`
     otherwise). Audited either way; throttled per caller."""
+    # The caller's row is locked first: concurrent lookups of one caller count one after the other (PostgreSQL;
+    # SQLite serialises writers anyway), or all of them would see the count below the limit.
+    session.execute(select(User.id).where(User.id == actor.user_id).with_for_update())
     since = utcnow() - LOOKUP_WINDOW
     recent = list(session.scalars(
         select(AuditLog.at).where(AuditLog.user_id == actor.user_id, AuditLog.action == "person.lookup",
